@@ -1,0 +1,1 @@
+"""Search: the training engine, Ray Tune sweeps, retraining and the leaderboard."""
