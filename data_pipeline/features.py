@@ -1,0 +1,66 @@
+"""Inputs for pretrained encoders: their own tokenizer, and frozen-encoder features cached on disk.
+
+A frozen encoder gives the same output every epoch and every trial, so it runs once per
+(dataset, encoder, max length, pooling) and the result is reused until a setting changes.
+"""
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from data_pipeline.prepare import SPLITS, PreparedData, cache_root
+
+
+def tokenize(tokenizer, texts: list[str], max_length: int) -> dict:
+    enc = tokenizer(texts, truncation=True, max_length=max_length, padding="max_length", return_tensors="pt")
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+def encoder_id(name: str) -> str:
+    path = Path(name)
+    if path.is_dir():  # a local copy: its files identify it, not its path alone
+        stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(path.iterdir()) if p.is_file()]
+        return f"{path.resolve()}:{stamp}"
+    return name
+
+
+def features_path(data: PreparedData, cfg, cache_dir: str | None) -> Path:
+    ident = json.dumps([data.key, encoder_id(cfg.encoder), cfg.max_length, cfg.pooling])
+    return cache_root(cache_dir) / f"features-{hashlib.sha256(ident.encode()).hexdigest()[:16]}.pt"
+
+
+@torch.no_grad()
+def encode_texts(model, tokenizer, texts: list[str], cfg) -> torch.Tensor:
+    """Encode in length-sorted batches, so each batch pads only to its own longest text."""
+    from models.encoder import pool
+
+    enc = tokenizer(texts, truncation=True, max_length=cfg.max_length)
+    order = sorted(range(len(texts)), key=lambda i: len(enc["input_ids"][i]))
+    out = torch.zeros(len(texts), model.config.hidden_size)
+    for start in range(0, len(order), cfg.encode_batch_size):
+        idx = order[start : start + cfg.encode_batch_size]
+        batch = tokenizer.pad({"input_ids": [enc["input_ids"][i] for i in idx]}, return_tensors="pt")
+        outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        out[idx] = pool(outputs, batch["attention_mask"], cfg.pooling).float()
+    return out
+
+
+def frozen_features(data: PreparedData, cfg, cache_dir: str | None = None, loaded=None) -> dict:
+    """{split: (N, hidden) features, "info": {hidden_size, encoder_params}}, from the disk cache when it has
+    them. loaded: (tokenizer, model) to reuse."""
+    path = features_path(data, cfg, cache_dir)
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    from models.encoder import load_encoder
+
+    tokenizer, model = loaded or load_encoder(cfg.encoder)
+    feats = {name: encode_texts(model, tokenizer, getattr(data, name).clean_texts, cfg) for name in SPLITS}
+    feats["info"] = {"hidden_size": model.config.hidden_size,
+                     "encoder_params": sum(p.numel() for p in model.parameters())}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(feats, tmp)
+    os.replace(tmp, path)
+    return feats
