@@ -131,12 +131,12 @@ def trainable_state(model: nn.Module) -> dict:
 
 
 def fit(model: nn.Module, train: Tensors, val: Tensors, cfg: TrainConfig,
-        on_epoch: Optional[Callable[[EpochStats, Callable[[], dict]], None]] = None,
+        on_epoch: Optional[Callable[[EpochStats, Callable[[], dict], bool], None]] = None,
         on_batch: Optional[Callable[[], None]] = None, resume: Optional[dict] = None) -> FitResult:
     """Train with Adam, label smoothing, clipping, ReduceLROnPlateau and early stopping; restore the best state.
 
-    on_epoch(stats, snapshot) runs after each epoch; snapshot() returns the full training state, which
-    `resume` accepts to continue exactly where that epoch ended.
+    on_epoch(stats, snapshot, last) runs after each epoch; snapshot() returns the full training state, which
+    `resume` accepts to continue exactly where that epoch ended; last says no epoch follows.
     """
     set_threads(cfg.threads)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -168,9 +168,10 @@ def fit(model: nn.Module, train: Tensors, val: Tensors, cfg: TrainConfig,
             best_state = trainable_state(model)
         else:
             bad_epochs += 1
+        stop = bad_epochs >= cfg.patience
         if on_epoch:
-            on_epoch(stats, snapshot)
-        if bad_epochs >= cfg.patience:
+            on_epoch(stats, snapshot, stop or epoch == cfg.max_epochs)
+        if stop:
             result.stopped_early = True
             break
     model.load_state_dict(best_state, strict=False)

@@ -25,5 +25,5 @@ def model_inputs(model_name: str, model_cfg, data: PreparedData, splits=("train"
     return out, {}  # the model loads its own encoder: each build needs fresh weights to fine-tune
 
 
-def make_model(model_name: str, model_cfg, data: PreparedData, extra: dict):
-    return build_model(model_name, model_cfg, len(data.vocab), data.num_classes, **extra)
+def make_model(model_name: str, model_cfg, vocab_size: int, num_classes: int, extra: dict):
+    return build_model(model_name, model_cfg, vocab_size, num_classes, **extra)

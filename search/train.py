@@ -31,11 +31,11 @@ def main(argv=None):
     print(format_report(data.report))
     inputs, extra = model_inputs(args.model, settings.model, data, ("train", "val"), args.cache_dir)
     seed_everything(settings.train.seed)
-    model = make_model(args.model, settings.model, data, extra)
+    model = make_model(args.model, settings.model, len(data.vocab), data.num_classes, extra)
     params, trainable = count_params(model)
     print(f"{args.model}: {params:,} parameters ({trainable:,} trainable)")
 
-    def show(stats, _snapshot):
+    def show(stats, _snapshot, _last):
         flags = " OVERFITTING" * stats.overfitting + " COLLAPSE" * stats.collapse
         print(f"epoch {stats.epoch:2d}  train loss {stats.train_loss:.4f} acc {stats.train_acc:.3f}  "
               f"val loss {stats.val_loss:.4f} acc {stats.val_acc:.3f}  lr {stats.lr:.2e}  "

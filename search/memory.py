@@ -1,0 +1,70 @@
+"""An enforced memory budget. Ray's resource numbers are logical only, so a trial watches its own RSS.
+
+A sampling thread records the peak RSS; the training loop calls `check()` after every batch and stops with
+MemoryBudgetExceeded once the budget is crossed. If the process keeps growing past 1.5× the budget
+without reaching a check (one huge allocation, a C call that never returns), the thread kills the process:
+the machine's memory matters more than the trial.
+"""
+import os
+import signal
+import threading
+import time
+from typing import Callable, Optional
+
+import psutil
+
+MB = 2**20
+
+
+class MemoryBudgetExceeded(RuntimeError):
+    pass
+
+
+class MemoryWatch:
+    def __init__(self, budget_bytes: int, interval: float = 0.02, on_kill: Optional[Callable[[str], None]] = None):
+        self.budget = budget_bytes
+        self.interval = interval
+        self.on_kill = on_kill
+        self.peak = 0
+        self.over: Optional[int] = None
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="memory-watch")
+
+    def __enter__(self):
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=1)
+
+    @property
+    def peak_mb(self) -> float:
+        return round(self.peak / MB, 1)
+
+    def message(self, rss: int) -> str:
+        return f"memory budget exceeded: RSS {rss / MB:.0f} MB > budget {self.budget / MB:.0f} MB"
+
+    def sample(self) -> int:
+        rss = self._process.memory_info().rss
+        self.peak = max(self.peak, rss)
+        if rss > self.budget and self.over is None:
+            self.over = rss
+        return rss
+
+    def check(self) -> None:
+        self.sample()
+        if self.over is not None:
+            raise MemoryBudgetExceeded(self.message(self.over))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            rss = self.sample()
+            if rss > 1.5 * self.budget:
+                reason = self.message(rss) + " (process killed: it grew between checks)"
+                if self.on_kill:
+                    self.on_kill(reason)
+                os.kill(os.getpid(), signal.SIGKILL)
+                time.sleep(1)

@@ -1,0 +1,236 @@
+"""The search: Ray Tune runs trials one at a time, Optuna's TPE proposes them, ASHA stops the weak ones.
+
+State lives in Ray's experiment directory, so running the same sweep again resumes it: finished trials are
+kept, the searcher keeps what it learned, and unfinished trials continue from their last epoch checkpoint.
+"""
+import json
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from search.errors import UserError
+from search.settings import Settings, parse_bytes
+from search.trial import KILL_NOTE, flatten, run_trial
+
+SEARCH_METRIC = "best_val_loss"  # what TPE minimises: the trial's best validation loss so far
+ASHA_METRIC = "val_loss"  # what ASHA compares at each rung
+
+
+class PruneAwareOptunaSearch(OptunaSearch):
+    """Ray's OptunaSearch tells Optuna a trial stopped by ASHA is COMPLETE, with its truncated score, and an
+    errored trial that had reported is COMPLETE too. Here: stopped early -> PRUNED, error -> FAIL."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return super().on_trial_complete(trial_id, result, error)
+        ot_trial = self._ot_trials[trial_id]
+        if error:
+            self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.FAIL)
+        elif result is not None and not result.get("finished", False):
+            self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.PRUNED)
+        else:
+            return super().on_trial_complete(trial_id, result, error)
+        self._completed_trials.add(trial_id)
+
+    @property
+    def study(self) -> optuna.Study:
+        return self._ot_study
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    state: str  # completed | stopped_early | failed
+    reason: str
+    params: dict
+    epochs: int = 0
+    best_epoch: int = 0
+    best_val_loss: float | None = None
+    best_val_acc: float | None = None
+    peak_rss_mb: float | None = None
+    seconds: float = 0.0
+    mean_epoch_s: float | None = None
+    overfitting: bool = False
+    collapse: bool = False
+    history: list = field(default_factory=list, repr=False)
+
+
+def search_space(spec: dict) -> dict:
+    kinds = {"uniform": tune.uniform, "loguniform": tune.loguniform,
+             "randint": lambda lo, hi: tune.randint(lo, hi + 1), "choice": lambda *values: tune.choice(list(values))}
+    space: dict = {}
+    for key, rule in spec.items():
+        section, _, name = key.partition(".")
+        kind, args = next(iter(rule.items()))
+        args = [float(a) for a in args] if kind in ("uniform", "loguniform") else args
+        space.setdefault(section, {})[name] = kinds[kind](*args)
+    return space
+
+
+def seed_point(settings: Settings) -> dict | None:
+    """The configured defaults (the original study's choice) as the first trial, when the space contains them."""
+    point: dict = {}
+    for key, rule in settings.search.space.items():
+        section, _, name = key.partition(".")
+        value = getattr(settings.section(section), name)
+        kind, args = next(iter(rule.items()))
+        inside = value in args if kind == "choice" else float(args[0]) <= float(value) <= float(args[1])
+        if not inside:
+            return None
+        point.setdefault(section, {})[name] = value
+    return point
+
+
+def connect(address: str | None, num_cpus: int | None = None) -> None:
+    if ray.is_initialized():
+        return
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if address:
+        _check_reachable(address)
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        except Exception as err:  # Ray raises ConnectionError, RuntimeError or its own types here
+            raise UserError(f"cannot join the Ray cluster at {address}: {str(err).splitlines()[0]}; "
+                            "check the address printed by `ray start --head`") from None
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+
+
+def _check_reachable(address: str) -> None:
+    host, _, port = address.replace("ray://", "").rpartition(":")
+    if not port.isdigit():
+        raise UserError(f"--address {address!r} must look like HOST:PORT, e.g. 127.0.0.1:6379")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except OSError as err:
+        raise UserError(f"no Ray cluster answers at {address} ({err.strerror or err}); start one with "
+                        "`ray start --head --port PORT` or leave out --address to run locally") from None
+
+
+def cluster_cpus() -> int:
+    return int(ray.cluster_resources().get("CPU", 1))
+
+
+class Progress(tune.Callback):
+    """Trial n/N, best so far, time per trial and ETA, one line per finished trial."""
+
+    def __init__(self, label: str, total: int):
+        self.label, self.total, self.start, self.done_here = label, total, time.time(), 0
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._show(trials, trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._show(trials, trial)
+
+    def _show(self, trials, trial) -> None:
+        self.done_here += 1
+        # Ray calls this before it updates the trial's status: count the trial in by hand.
+        finished = [t for t in trials if t.status in ("TERMINATED", "ERROR") or t is trial]
+        losses = [t.last_result.get(SEARCH_METRIC) for t in finished if t.status != "ERROR" and t.last_result]
+        losses = [x for x in losses if x is not None]
+        last = trial.last_result or {}
+        state = "failed" if trial.status == "ERROR" else ("done" if last.get("finished") else "stopped early")
+        per_trial = (time.time() - self.start) / self.done_here
+        eta = per_trial * max(0, self.total - len(finished))
+        best = f"{min(losses):.4f}" if losses else "-"
+        acc = last.get("best_val_acc")
+        print(f"[{self.label}] trial {len(finished)}/{self.total} {state} after {last.get('training_iteration', 0)} "
+              f"epochs" + (f", val acc {acc:.3f}" if acc is not None else "") +
+              f" | best val loss {best} | {per_trial:.1f}s/trial | ETA {eta:.0f}s", flush=True)
+
+
+def run_search(settings: Settings, inputs: dict, extra: dict, vocab_size: int, num_classes: int, exp_dir: Path,
+               cpus: int, label: str) -> tuple[list[TrialRecord], optuna.Study | None]:
+    """Run (or resume) the search and return one record per trial."""
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")  # small state, saved often: a kill loses little
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0, the legacy reporter prints nothing
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, settings=settings, inputs=inputs, extra=extra, vocab_size=vocab_size,
+                             num_classes=num_classes, budget_bytes=parse_bytes(settings.search.memory_budget),
+                             cpus=cpus),
+        {"cpu": cpus})
+    exp_dir = exp_dir.resolve()
+    if tune.Tuner.can_restore(str(exp_dir)):
+        tuner = tune.Tuner.restore(str(exp_dir), trainable, resume_unfinished=True, resume_errored=False,
+                                   restart_errored=False)
+    else:
+        tuner = _new_tuner(settings, trainable, exp_dir, label)
+    tuner._local_tuner._run_config.callbacks = [Progress(label, settings.search.trials)]
+    results = tuner.fit()
+    searcher = _searcher(tuner)
+    return [_record(r) for r in results], (searcher.study if searcher else None)
+
+
+def _new_tuner(settings: Settings, trainable, exp_dir: Path, label: str) -> tune.Tuner:
+    point = seed_point(settings)
+    searcher = PruneAwareOptunaSearch(space=search_space(settings.search.space), metric=SEARCH_METRIC, mode="min",
+                                      points_to_evaluate=[flatten_nested(point)] if point else None,
+                                      seed=settings.train.seed)
+    scheduler = ASHAScheduler(metric=ASHA_METRIC, mode="min", max_t=settings.train.max_epochs,
+                              grace_period=min(settings.search.grace_period, settings.train.max_epochs),
+                              reduction_factor=settings.search.reduction_factor)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=settings.search.trials,
+                                    max_concurrent_trials=1, trial_dirname_creator=lambda t: t.trial_id),
+        run_config=tune.RunConfig(name=exp_dir.name, storage_path=str(exp_dir.parent), verbose=0,
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                                  failure_config=tune.FailureConfig(max_failures=0),
+                                  callbacks=[Progress(label, settings.search.trials)]))
+
+
+def flatten_nested(point: dict) -> dict:
+    # OptunaSearch names nested parameters "section/name".
+    return {key.replace(".", "/"): value for key, value in flatten(point).items()}
+
+
+def _searcher(tuner: tune.Tuner) -> PruneAwareOptunaSearch | None:
+    alg = tuner._local_tuner._tune_config.search_alg
+    while alg is not None and not isinstance(alg, PruneAwareOptunaSearch):
+        alg = getattr(alg, "searcher", None)
+    return alg
+
+
+def _record(result) -> TrialRecord:
+    metrics = result.metrics or {}
+    trial_id = metrics.get("trial_id") or Path(result.path).name
+    params = flatten(result.config or {})
+    frame = result.metrics_dataframe
+    history = frame.to_dict("records") if frame is not None else []
+    seconds = float(metrics.get("time_total_s", 0.0))
+    base = dict(trial_id=trial_id, params=params, history=history, seconds=seconds,
+                epochs=int(metrics.get("training_iteration", 0)), peak_rss_mb=metrics.get("peak_rss_mb"))
+    if result.error is not None:
+        return TrialRecord(state="failed", reason=_reason(result), **base)
+    epoch_s = [h["seconds"] for h in history if h.get("seconds") is not None]
+    return TrialRecord(state="completed" if metrics.get("finished") else "stopped_early", reason="",
+                       best_epoch=int(metrics.get("best_epoch", 0)), best_val_loss=metrics.get("best_val_loss"),
+                       best_val_acc=metrics.get("best_val_acc"), overfitting=bool(metrics.get("overfitting")),
+                       collapse=bool(metrics.get("collapse")),
+                       mean_epoch_s=sum(epoch_s) / len(epoch_s) if epoch_s else None, **base)
+
+
+def _reason(result) -> str:
+    note = Path(result.path) / KILL_NOTE
+    if note.is_file():
+        return json.loads(note.read_text())["reason"]
+    lines = [ln.strip() for ln in str(result.error).splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if "Error:" in line or "Exceeded:" in line or "Diverged:" in line:
+            return line.split(": ", 1)[1] if ": " in line else line
+    return lines[-1] if lines else type(result.error).__name__
+
+
+def record_dict(record: TrialRecord) -> dict:
+    out = asdict(record)
+    out.pop("history")
+    return out

@@ -1,0 +1,205 @@
+"""Search hyperparameters for one model or all four, retrain the best on several seeds, report on test.
+
+    python -m search.tune --model lstm                 # 20 trials on IMDB-2k, then 3 retrains and the leaderboard
+    python -m search.tune --model all --trials 10 --dataset 20newsgroups --data-path 20news-bydate.tar.gz
+
+Run the same command again to resume an interrupted sweep (or to show a finished one); --fresh starts over.
+"""
+import argparse
+import csv
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import yaml
+
+from data_pipeline.prepare import format_report, prepare
+from models import MODELS
+from search.baseline import tfidf_baseline
+from search.cli import add_data_args, add_model_args, settings_from_args
+from search.errors import UserError, cli_entry, require
+from search.inputs import model_inputs
+from search.report import json_summary, load_sweep, write_leaderboard
+from search.retrain import retrain
+from search.settings import parse_bytes
+
+STATES = ("completed", "stopped_early", "failed")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m search.tune", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, choices=[*MODELS, "all"], help="architecture, or all four in turn")
+    add_data_args(parser)
+    add_model_args(parser)
+    g = parser.add_argument_group("search")
+    g.add_argument("--trials", type=int, help="trials per model (default 20, from configs/<model>.yaml)")
+    g.add_argument("--cpus", type=int, help="CPUs per trial; torch uses as many threads (default: all)")
+    g.add_argument("--memory-budget", help="enforced RSS limit per trial, e.g. 800MB or 3GB (default from config)")
+    g.add_argument("--seeds", type=int, help="seeds for the final retrain of the best configuration (default 3)")
+    g.add_argument("--name", help="sweep name (default: derived from the dataset)")
+    g.add_argument("--runs-dir", default="runs", help="where sweeps live (default ./runs)")
+    g.add_argument("--fresh", action="store_true", help="discard this sweep's saved state and start over")
+    g.add_argument("--address", help="join a running Ray cluster (HOST:PORT) instead of starting a local one")
+    return parser.parse_args(argv)
+
+
+def search_overrides(args) -> dict:
+    out = {"search.trials": args.trials, "search.seeds": args.seeds, "search.memory_budget": args.memory_budget}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def default_name(settings) -> str:
+    data = settings.data
+    name = Path(data.dataset).stem if data.dataset not in ("imdb", "rotten_tomatoes", "20newsgroups") else data.dataset
+    if data.dataset == "20newsgroups" and data.keep_headers:
+        name += "-headers"
+    return name + ("-full" if data.full else "")
+
+
+def check_sweep_state(sweep_dir: Path, settings, fresh: bool) -> None:
+    """One sweep directory holds one set of settings: a resume with other settings would mix two searches."""
+    state_file = sweep_dir / "sweep.json"
+    if fresh and sweep_dir.exists():
+        finished = len(list(sweep_dir.glob("*/result.json")))
+        print(f"--fresh: discarding {sweep_dir} ({finished} trial folders, checkpoints, results)")
+        shutil.rmtree(sweep_dir)
+    wanted = json.loads(json.dumps(settings.as_dict()))
+    if state_file.is_file():
+        saved = json.loads(state_file.read_text())
+        for section in ("data", "model", "train", "search"):
+            for key in sorted(set(wanted[section]) | set(saved[section])):
+                if wanted[section].get(key) != saved[section].get(key):
+                    raise UserError(f"{sweep_dir} was started with {section}.{key}={saved[section].get(key)!r}, "
+                                    f"not {wanted[section].get(key)!r}; rerun with the same settings to resume, "
+                                    "or pass --fresh to discard it, or --name to start another sweep")
+    else:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        state_file.write_text(json.dumps(wanted, indent=2))
+
+
+def write_trials(sweep_dir: Path, records) -> None:
+    from search.sweep import record_dict
+
+    rows = [record_dict(r) for r in records]
+    with open(sweep_dir / "trials.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[k for k in rows[0] if k != "params"] + sorted(rows[0]["params"]))
+        writer.writeheader()
+        for row in rows:
+            params = row.pop("params")
+            writer.writerow(row | params)
+    keys = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "grad_norm", "seconds",
+            "overfitting", "collapse", "peak_rss_mb"]
+    with open(sweep_dir / "history.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["trial_id", *keys])
+        for r in records:
+            for h in r.history:
+                writer.writerow([r.trial_id, *(h.get(k) for k in keys)])
+
+
+def run_model(model_name: str, args, sweep_root: Path, cpus_hint: int | None) -> dict:
+    settings = settings_from_args(model_name, args, search_overrides(args))
+    sweep_dir = sweep_root / model_name
+    check_sweep_state(sweep_dir, settings, args.fresh)
+    summary_file = sweep_dir / "summary.json"
+    if summary_file.is_file():
+        print(f"[{model_name}] sweep finished earlier: nothing to train (use --fresh to run it again)")
+        return json.loads(summary_file.read_text())
+    from search.sweep import cluster_cpus, connect, run_search
+
+    start = time.time()
+    data = prepare(settings.data, args.cache_dir)
+    connect(args.address, cpus_hint)
+    cpus = args.cpus or cluster_cpus()
+    inputs, extra = model_inputs(model_name, settings.model, data, ("train", "val"), args.cache_dir)
+    print(f"[{model_name}] searching {settings.search.trials} trials, {cpus} CPU(s) and "
+          f"{settings.search.memory_budget} per trial, state in {sweep_dir}", flush=True)
+    records, study = run_search(settings, inputs, extra, len(data.vocab), data.num_classes, sweep_dir, cpus, model_name)
+    search_wall = time.time() - start + _earlier_wall(sweep_dir)
+    write_trials(sweep_dir, records)
+    counts = {s: sum(r.state == s for r in records) for s in STATES}
+    completed = [r for r in records if r.state == "completed"]
+    if not completed:
+        reasons = sorted({r.reason for r in records if r.reason})
+        raise UserError(f"no {model_name} trial completed ({counts}); " + (f"first reason: {reasons[0]}" if reasons
+                        else "raise --memory-budget or widen the search space"))
+    best = min(completed, key=lambda r: r.best_val_loss)
+    print(f"[{model_name}] best trial {best.trial_id}: val loss {best.best_val_loss:.4f}, val acc "
+          f"{best.best_val_acc:.4f}; retraining on {settings.search.seeds} seeds", flush=True)
+    all_inputs, extra = model_inputs(model_name, settings.model, data, ("train", "val", "test"), args.cache_dir)
+    seeds = [settings.train.seed + i for i in range(settings.search.seeds)]
+    result = retrain(settings, best.params, all_inputs, extra, len(data.vocab), data.num_classes, seeds,
+                     cpus, sweep_dir)
+    save_artifacts(sweep_dir, settings, best.params, data)
+    summary = {"model": model_name, "dataset": data.name, "trials": counts | {"total": len(records)},
+               "optuna_states": _optuna_states(study), "best_trial": best.trial_id, "best_params": best.params,
+               "best_val_loss": best.best_val_loss, "best_val_acc": best.best_val_acc,
+               "best_trial_peak_rss_mb": best.peak_rss_mb, "search_wall_s": search_wall,
+               "wall_s": time.time() - start + _earlier_wall(sweep_dir), "retrain": result,
+               "data_report": data.report}
+    summary_file.write_text(json.dumps(summary, indent=2))
+    (sweep_dir / "test_metrics.json").write_text(json.dumps(result["seeds"], indent=2))
+    return summary
+
+
+def _earlier_wall(sweep_dir: Path) -> float:
+    """Wall time spent by earlier, interrupted runs of this sweep (Ray's trial clocks survive them)."""
+    return 0.0
+
+
+def _optuna_states(study) -> dict:
+    if study is None:
+        return {}
+    states = [t.state.name for t in study.trials]
+    return {s: states.count(s) for s in sorted(set(states))}
+
+
+def save_artifacts(sweep_dir: Path, settings, best_params: dict, data) -> None:
+    from search.settings import apply_params
+
+    best = apply_params(settings, best_params).as_dict()
+    (sweep_dir / "best_config.yaml").write_text(yaml.safe_dump({"model": best["model"], "train": best["train"]},
+                                                               sort_keys=False))
+    (sweep_dir / "vocab.json").write_text(json.dumps({"vocab": data.vocab, "label_names": data.label_names,
+                                                      "encoder": best["model"].get("encoder")}))
+    (sweep_dir / "data_report.json").write_text(json.dumps(data.report, indent=2))
+
+
+def ensure_baseline(sweep_root: Path, args) -> None:
+    path = sweep_root / "baseline.json"
+    if not path.is_file():
+        data = prepare(settings_from_args("lstm", args).data, args.cache_dir)
+        path.write_text(json.dumps(tfidf_baseline(data), indent=2))
+
+
+@cli_entry
+def main(argv=None):
+    args = parse_args(argv)
+    require(args.trials is None or args.trials >= 1, f"--trials must be at least 1, got {args.trials}")
+    require(args.cpus is None or args.cpus >= 1, f"--cpus must be at least 1, got {args.cpus}")
+    require(args.seeds is None or args.seeds >= 1, f"--seeds must be at least 1, got {args.seeds}")
+    if args.memory_budget:
+        parse_bytes(args.memory_budget)
+    models = list(MODELS) if args.model == "all" else [args.model]
+    first = settings_from_args(models[0], args, search_overrides(args))
+    sweep_root = Path(args.runs_dir) / (args.name or default_name(first))
+    data = prepare(first.data, args.cache_dir)
+    print(format_report(data.report), flush=True)
+    cpus_hint = args.cpus and max(args.cpus, os.cpu_count() or 1)
+    start = time.time()
+    for model_name in models:
+        run_model(model_name, args, sweep_root, cpus_hint)
+    ensure_baseline(sweep_root, args)
+    print("\n" + write_leaderboard(sweep_root))
+    print(f"\nwall time {time.time() - start:.0f}s; results in {sweep_root}")
+    if args.json:
+        summaries, baseline = load_sweep(sweep_root)
+        summaries = [s for s in summaries if s["model"] in models]
+        print(json.dumps(json_summary(summaries, baseline)))
+
+
+if __name__ == "__main__":
+    main()
