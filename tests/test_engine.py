@@ -1,0 +1,102 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from data_pipeline import DataConfig, prepare
+from models import MODELS, build_model
+from search.engine import TrainConfig, TrainingDiverged, batches, evaluate, fit, metrics, predict, seed_everything
+from search.inputs import model_inputs
+
+
+@pytest.fixture(scope="module")
+def ng_inputs(ng_archive):
+    data = prepare(DataConfig(dataset="20newsgroups", data_path=str(ng_archive), train_size=600, val_size=200,
+                              test_size=100))
+    return data, model_inputs("lstm", None, data)[0]
+
+
+@pytest.mark.parametrize("name", ["rnn", "lstm", "transformer"])
+def test_custom_models_learn_beyond_the_majority_class(name, ng_inputs):
+    data, inputs = ng_inputs
+    seed_everything(0)
+    model = build_model(name, MODELS[name].config(), len(data.vocab), 2)
+    result = fit(model, inputs["train"], inputs["val"], TrainConfig(lr=3e-3, max_epochs=8, patience=8))
+    majority = data.report["val_majority_share"]
+    best = max(h.val_acc for h in result.history)
+    assert best > majority + 0.08, (name, best, majority)
+    assert not result.history[result.best_epoch - 1].collapse
+
+
+def test_best_state_is_restored_after_early_stopping(imdb_small):
+    inputs, _ = model_inputs("lstm", None, imdb_small)
+    seed_everything(1)
+    model = build_model("lstm", MODELS["lstm"].config(), len(imdb_small.vocab), 2)
+    cfg = TrainConfig(lr=1e-2, max_epochs=12, patience=2)
+    result = fit(model, inputs["train"], inputs["val"], cfg)
+    assert result.stopped_early and result.best_epoch < len(result.history)
+    loss = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)(predict(model, inputs["val"]), inputs["val"]["labels"])
+    assert float(loss) == pytest.approx(result.best_val_loss, abs=1e-5)
+    stats = result.history[0]
+    assert stats.seconds > 0 and stats.grad_norm > 0 and stats.lr == 1e-2
+
+
+def test_resume_from_a_snapshot_continues_exactly(imdb_small):
+    inputs, _ = model_inputs("lstm", None, imdb_small)
+    cfg = TrainConfig(max_epochs=3, patience=5)
+    snapshots = {}
+
+    def keep(stats, snapshot, last):
+        snapshots[stats.epoch] = copy.deepcopy(snapshot())
+
+    seed_everything(3)
+    straight = fit(build_model("lstm", MODELS["lstm"].config(), len(imdb_small.vocab), 2), inputs["train"],
+                   inputs["val"], cfg, on_epoch=keep)
+    seed_everything(99)  # a different init: everything must come from the snapshot
+    resumed = fit(build_model("lstm", MODELS["lstm"].config(), len(imdb_small.vocab), 2), inputs["train"],
+                  inputs["val"], cfg, resume=snapshots[2])
+    assert len(resumed.history) == 3
+    assert resumed.history[2].val_loss == pytest.approx(straight.history[2].val_loss, abs=1e-6)
+
+
+class Exploding(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+
+    def forward(self, batch):
+        return self.w * torch.full((len(batch["features"]), 2), float("nan"))
+
+
+def test_nan_loss_is_reported_as_divergence():
+    data = {"features": torch.zeros(8, 3), "labels": torch.zeros(8, dtype=torch.int64)}
+    with pytest.raises(TrainingDiverged, match="loss is nan at epoch 1"):
+        fit(Exploding(), data, data, TrainConfig(max_epochs=2))
+
+
+def test_bucketed_batches_cover_every_row_once_and_trim_padding():
+    lengths = torch.randint(1, 64, (500,))
+    data = {"ids": torch.arange(500).unsqueeze(1).repeat(1, 64), "lengths": lengths, "labels": torch.arange(500)}
+    seen = []
+    for b in batches(data, 16, shuffle=True, generator=torch.Generator().manual_seed(0), bucket=True):
+        assert b["ids"].shape[1] == int(b["lengths"].max())
+        seen += b["labels"].tolist()
+    assert sorted(seen) == list(range(500))
+
+
+def test_predict_keeps_row_order_with_length_sorting(imdb_small):
+    inputs, _ = model_inputs("lstm", None, imdb_small)
+    model = build_model("lstm", MODELS["lstm"].config(), len(imdb_small.vocab), 2)
+    whole = predict(model, inputs["val"], batch_size=1000)
+    one_by_one = torch.cat([predict(model, {k: v[i : i + 1] for k, v in inputs["val"].items()}) for i in range(10)])
+    assert torch.allclose(whole[:10], one_by_one, atol=1e-5)
+
+
+def test_metrics_binary_and_macro():
+    binary = metrics(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), 2)
+    assert binary["accuracy"] == 0.75 and binary["precision"] == 1.0 and binary["recall"] == 0.5
+    assert binary["confusion"] == [[2, 0], [1, 1]]
+    macro = metrics(np.array([0, 1, 2, 2]), np.array([0, 1, 2, 1]), 3)
+    assert macro["recall"] == pytest.approx((1 + 1 + 0.5) / 3)

@@ -1,0 +1,101 @@
+import pytest
+import torch
+
+from models import MODELS, build_model, count_params
+from models.encoder import EncoderClassifier, EncoderConfig
+from models.recurrent import RecurrentConfig
+from models.transformer import TransformerConfig
+from search.errors import UserError
+
+VOCAB = 50
+
+
+def batch(lengths, width):
+    ids = torch.zeros(len(lengths), width, dtype=torch.int64)
+    for row, n in enumerate(lengths):
+        ids[row, :n] = torch.randint(2, VOCAB, (n,))
+    return {"ids": ids, "lengths": torch.tensor(lengths)}
+
+
+CUSTOM = [("rnn", RecurrentConfig()), ("lstm", RecurrentConfig()),
+          ("lstm", RecurrentConfig(num_layers=2, bidirectional=True)), ("rnn", RecurrentConfig(bidirectional=True)),
+          ("transformer", TransformerConfig()), ("transformer", TransformerConfig(num_layers=1, num_heads=2))]
+
+
+@pytest.mark.parametrize("name,cfg", CUSTOM, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CUSTOM)])
+def test_appending_pad_does_not_change_output(name, cfg):
+    torch.manual_seed(0)
+    model = build_model(name, cfg, VOCAB, 3).eval()
+    short = batch([5, 12, 1, 9], width=12)
+    padded = {"ids": torch.cat([short["ids"], torch.zeros(4, 40, dtype=torch.int64)], 1), "lengths": short["lengths"]}
+    with torch.no_grad():
+        assert torch.allclose(model(short), model(padded), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["rnn", "lstm", "transformer"])
+def test_output_depends_on_real_tokens(name):
+    torch.manual_seed(0)
+    model = build_model(name, MODELS[name].config(), VOCAB, 2).eval()
+    x = batch([8, 8], width=8)
+    y = {"ids": x["ids"].clone(), "lengths": x["lengths"]}
+    y["ids"][:, 7] = (y["ids"][:, 7] + 1) % (VOCAB - 2) + 2  # change only the last real token
+    with torch.no_grad():
+        assert not torch.allclose(model(x), model(y))
+
+
+def test_seed_sized_models_match_the_study():
+    assert 300_000 < count_params(build_model("rnn", RecurrentConfig(), 5002, 2))[0] < 340_000
+    assert 320_000 < count_params(build_model("lstm", RecurrentConfig(), 5002, 2))[0] < 360_000
+    assert 330_000 < count_params(build_model("transformer", TransformerConfig(), 5002, 2))[0] < 420_000
+
+
+def test_unknown_model_is_a_user_error():
+    with pytest.raises(UserError, match="unknown model 'gru'"):
+        build_model("gru", None, VOCAB, 2)
+
+
+def test_tiny_distilbert_loads_from_a_local_dir_and_is_frozen(tiny_distilbert):
+    cfg = EncoderConfig(encoder=tiny_distilbert, max_length=16, head_dim=8)
+    model = build_model("distilbert", cfg, 0, 2)
+    total, trainable = count_params(model)
+    head = sum(p.numel() for p in model.head.parameters())
+    assert trainable == head == 32 * 8 + 8 + 8 * 2 + 2 and total > 900_000
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_distilbert)
+    enc = tok(["a good film", "bad"], padding=True, return_tensors="pt")
+    model.train()
+    assert not model.encoder.training  # frozen encoder keeps dropout off
+    out = model({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})
+    assert out.shape == (2, 2)
+
+
+def test_unfreezing_top_layers_makes_them_trainable(tiny_distilbert):
+    model = build_model("distilbert", EncoderConfig(encoder=tiny_distilbert, unfreeze_layers=1, head_dim=8), 0, 2)
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any(n.startswith("encoder.transformer.layer.1.") for n in names)
+    assert not any(n.startswith("encoder.transformer.layer.0.") for n in names)
+    with pytest.raises(UserError, match="has 2 layers"):
+        build_model("distilbert", EncoderConfig(encoder=tiny_distilbert, unfreeze_layers=3), 0, 2)
+
+
+def test_missing_encoder_is_one_clear_error(tmp_path):
+    with pytest.raises(UserError, match="--encoder /path/to/dir"):
+        EncoderClassifier(EncoderConfig(encoder=str(tmp_path / "nowhere")), 2)
+
+
+def test_minilm_features_pool_and_separate_sentiment(minilm_dir):
+    from data_pipeline.features import encode_texts
+    from models.encoder import load_encoder
+
+    tokenizer, encoder = load_encoder(minilm_dir)
+    texts = ["a wonderful, moving film", "a great and beautiful movie", "a dull, awful mess"]
+    for pooling in ("auto", "cls", "mean"):
+        feats = encode_texts(encoder, tokenizer, texts, EncoderConfig(encoder=minilm_dir, pooling=pooling))
+        assert feats.shape == (3, 384) and torch.isfinite(feats).all()
+    mean = encode_texts(encoder, tokenizer, texts, EncoderConfig(encoder=minilm_dir, pooling="mean"))
+    sim = torch.nn.functional.cosine_similarity
+    assert sim(mean[0], mean[1], dim=0) > sim(mean[0], mean[2], dim=0)
+    # Batched, length-sorted encoding gives each text the same vector as encoding it alone.
+    alone = encode_texts(encoder, tokenizer, texts[2:], EncoderConfig(encoder=minilm_dir, pooling="mean"))
+    assert torch.allclose(alone[0], mean[2], atol=1e-4)
