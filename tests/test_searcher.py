@@ -1,0 +1,44 @@
+import optuna
+from ray import tune
+
+from search.settings import load_settings
+from search.sweep import PruneAwareOptunaSearch, search_space, seed_point
+
+
+def make():
+    return PruneAwareOptunaSearch(space={"model": {"dropout": tune.uniform(0, 0.5)}}, metric="best_val_loss",
+                                  mode="min", seed=0)
+
+
+def test_scheduler_stopped_trial_reaches_optuna_as_pruned():
+    searcher = make()
+    for tid in ("a", "b", "c"):
+        searcher.suggest(tid)
+        searcher.on_trial_result(tid, {"best_val_loss": 0.7, "training_iteration": 1})
+    searcher.on_trial_complete("a", {"best_val_loss": 0.6, "training_iteration": 3, "finished": True})
+    searcher.on_trial_complete("b", {"best_val_loss": 0.7, "training_iteration": 1, "finished": False})
+    searcher.on_trial_complete("c", {"best_val_loss": 0.7, "training_iteration": 1}, error=True)
+    states = [t.state for t in searcher.study.trials]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL]
+    assert searcher.study.best_value == 0.6
+
+
+def test_plain_ray_searcher_would_call_the_stopped_trial_complete():
+    # Why the subclass exists: Ray's own OptunaSearch records a truncated trial as COMPLETE.
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch(space={"x": tune.uniform(0, 1)}, metric="m", mode="min", seed=0)
+    searcher.suggest("t")
+    searcher.on_trial_result("t", {"m": 0.9, "training_iteration": 1})
+    searcher.on_trial_complete("t", {"m": 0.9, "training_iteration": 1, "finished": False})
+    assert searcher._ot_study.trials[0].state == optuna.trial.TrialState.COMPLETE
+
+
+def test_space_from_yaml_and_seed_config_first():
+    settings = load_settings("lstm")
+    space = search_space(settings.search.space)
+    assert set(space) == {"model", "train"} and "dropout" in space["model"] and "lr" in space["train"]
+    point = seed_point(settings)
+    assert point["model"]["embed_dim"] == 64 and point["train"]["lr"] == 1e-3
+    settings = load_settings("lstm", sets=["model.embed_dim=48"])  # outside the choices: no seed point
+    assert seed_point(settings) is None

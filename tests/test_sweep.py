@@ -1,0 +1,158 @@
+"""Real Ray sweeps on tiny real data, each in its own driver process, as a user runs them."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TINY = ["--train-size", "300", "--val-size", "100", "--test-size", "100", "--cpus", "1", "--seeds", "2"]
+
+
+def tune_cmd(runs, *extra):
+    return [sys.executable, "-m", "search.tune", "--runs-dir", str(runs), *TINY, *extra]
+
+
+def run(cmd, timeout=400):
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def summary(runs, model="lstm", name="imdb"):
+    return json.loads((Path(runs) / name / model / "summary.json").read_text())
+
+
+def test_sweep_records_trials_prunes_in_optuna_and_reports(tmp_path):
+    runs = tmp_path / "runs"
+    cmd = tune_cmd(runs, "--model", "lstm", "--trials", "5", "--epochs", "3", "--set", "search.grace_period=1",
+                   "--set", "search.reduction_factor=2", "--json")
+    code, out, err = run(cmd)
+    assert code == 0, err[-3000:]
+    s = summary(runs)
+    t = s["trials"]
+    assert t["total"] == 5 and t["completed"] + t["stopped_early"] + t["failed"] == 5
+    assert t["stopped_early"] >= 1 and t["completed"] >= 1
+    assert s["optuna_states"].get("PRUNED", 0) == t["stopped_early"]
+    assert s["optuna_states"].get("COMPLETE", 0) == t["completed"]
+    sweep = runs / "imdb" / "lstm"
+    trials = (sweep / "trials.csv").read_text().splitlines()
+    assert len(trials) == 6 and "peak_rss_mb" in trials[0]
+    assert trials[1].split(",")[trials[0].split(",").index("model.embed_dim")] == "64"  # the seed config went first
+    for name in ("best_config.yaml", "weights-seed42.safetensors", "weights-seed43.safetensors", "vocab.json",
+                 "data_report.json", "test_metrics.json", "history.csv"):
+        assert (sweep / name).is_file(), name
+    for trial_dir in (p for p in sweep.iterdir() if (p / "result.json").is_file()):
+        assert len(list(trial_dir.glob("checkpoint_*"))) <= 2
+    result = json.loads(out.strip().splitlines()[-1])
+    lstm = result["models"]["lstm"]
+    assert len(lstm["test_per_seed"]) == 2 and 0.4 < lstm["test_mean"]["accuracy"] <= 1
+    assert lstm["trials"]["total"] == 5 and lstm["best_config"] and lstm["search_wall_s"] > 0
+    assert "tfidf+logreg" in out and (runs / "imdb" / "leaderboard.md").is_file()
+    assert "trial 5/5" in out and "ETA" in out
+
+    # A finished sweep run again trains nothing and shows the results.
+    started = time.time()
+    code, out, err = run(cmd)
+    assert code == 0 and "nothing to train" in out and time.time() - started < 60
+    # The report command reads what is on disk.
+    code, out, err = run([sys.executable, "-m", "search.report", "--runs-dir", str(runs), "--json"])
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["models"]["lstm"]["trials"]["total"] == 5
+    # Other settings on the same sweep name are refused, not mixed in.
+    other = [("6" if a == "5" and b == "--trials" else a) for b, a in zip(["", *cmd], cmd)]
+    code, out, err = run(other)
+    assert code == 2 and "search.trials=5" in err and "--fresh" in err and "Traceback" not in err
+    code, out, err = run(tune_cmd(runs, "--model", "lstm", "--trials", "1", "--epochs", "1", "--fresh"))
+    assert code == 0 and "--fresh: discarding" in out and summary(runs)["trials"]["total"] == 1
+
+
+def test_memory_budget_is_enforced_and_the_sweep_goes_on(tmp_path):
+    config = tmp_path / "hungry.yaml"
+    # The seed config (tried first) has a 5002 x 30000 embedding: ~0.6 GB of weights, ~2.4 GB with grads and Adam.
+    config.write_text("model: {embed_dim: 30000, hidden_dim: 16}\n"
+                      "train: {max_epochs: 2}\n"
+                      "search:\n  space:\n    model.embed_dim: {choice: [30000, 8]}\n"
+                      "    model.dropout: {uniform: [0.1, 0.5]}\n")
+    runs = tmp_path / "runs"
+    code, out, err = run(tune_cmd(runs, "--model", "lstm", "--config", str(config), "--trials", "3",
+                                  "--memory-budget", "1200MB"))
+    assert code == 0, err[-3000:]
+    lines = (runs / "imdb" / "lstm" / "trials.csv").read_text().splitlines()
+    first = dict(zip(lines[0].split(","), lines[1].split(",")))
+    assert first["state"] == "failed" and "memory budget exceeded" in first["reason"], first
+    assert float(first["model.embed_dim"]) == 30000
+    s = summary(runs)
+    assert s["trials"]["total"] == 3 and s["trials"]["completed"] >= 1
+    assert s["best_params"]["model.embed_dim"] == 8
+    assert "FAIL" in s["optuna_states"]
+
+
+def test_killed_driver_resumes_to_exactly_n_trials(tmp_path):
+    runs = tmp_path / "runs"
+    cmd = tune_cmd(runs, "--model", "lstm", "--trials", "4", "--epochs", "4", "--set", "search.grace_period=4")
+    sweep = runs / "imdb" / "lstm"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    finished = {}
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and len(finished) < 2:
+            time.sleep(0.5)
+            for result in sweep.glob("*/result.json"):
+                text = result.read_text()
+                if '"finished": true' in text:
+                    finished[result.parent.name] = text
+        assert len(finished) >= 2, "no trial finished in time"
+        time.sleep(1.0)  # let a third trial get under way
+        os.kill(proc.pid, signal.SIGKILL)  # the driver, as kill -9 would
+        proc.wait()
+    finally:
+        time.sleep(1)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the local Ray processes that driver started
+        except ProcessLookupError:
+            pass
+    assert not (sweep / "summary.json").exists()
+    code, out, err = run(cmd)
+    assert code == 0, err[-3000:]
+    s = summary(runs)
+    assert s["trials"]["total"] == 4
+    trial_dirs = [p for p in sweep.iterdir() if (p / "result.json").is_file()]
+    assert len(trial_dirs) == 4
+    for name, text in finished.items():
+        assert (sweep / name / "result.json").read_text() == text, f"finished trial {name} was run again"
+    for d in trial_dirs:
+        iterations = [json.loads(line)["training_iteration"] for line in (d / "result.json").read_text().splitlines()]
+        assert iterations == list(range(1, len(iterations) + 1))
+
+
+def test_sweep_on_a_real_ray_head_via_address(tmp_path):
+    port = free_port()
+    ray = str(Path(sys.executable).parent / "ray")
+    env = {**os.environ, "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+    started = subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                              "--node-ip-address=127.0.0.1"], capture_output=True, text=True, env=env, timeout=120)
+    assert started.returncode == 0, started.stderr[-2000:]
+    try:
+        runs = tmp_path / "runs"
+        code, out, err = run(tune_cmd(runs, "--model", "rnn", "--trials", "2", "--epochs", "2",
+                                      "--address", f"127.0.0.1:{port}"))
+        assert code == 0, err[-3000:]
+        assert summary(runs, "rnn")["trials"]["total"] == 2
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def test_dead_address_is_a_clear_error(tmp_path):
+    port = free_port()
+    code, out, err = run(tune_cmd(tmp_path, "--model", "rnn", "--trials", "1", "--address", f"127.0.0.1:{port}"))
+    assert code == 2 and err.strip().splitlines()[-1].startswith(f"error: no Ray cluster answers at 127.0.0.1:{port}")
+    assert "Traceback" not in err
