@@ -95,13 +95,26 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if address:
         _check_reachable(address)
+        _enable_token_auth_if_available()
         try:
             ray.init(address=address, log_to_driver=False, logging_level="ERROR")
         except Exception as err:  # Ray raises ConnectionError, RuntimeError or its own types here
             raise UserError(f"cannot join the Ray cluster at {address}: {str(err).splitlines()[0]}; "
                             "check the address printed by `ray start --head`") from None
     else:
+        # A private local cluster listens on loopback only: nothing else on the network can join it.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+
+
+def _enable_token_auth_if_available() -> None:
+    """`ray start` turns token authentication on whenever a token is available (~/.ray/auth_token); a
+    driver does not, and is then refused. Do what `ray start` does; RAY_AUTH_MODE, when set, still decides."""
+    try:
+        from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
+    except ImportError:  # a Ray without token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def _check_reachable(address: str) -> None:
