@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from tabulate import tabulate
 
 from data_pipeline.config import DataConfig
@@ -108,6 +107,8 @@ def build(raw: RawDataset, cfg: DataConfig) -> PreparedData:
 
 def split_indices(labels: list[int], cfg: DataConfig) -> list[np.ndarray]:
     """Stratified, seeded train/val/test indices, drawn before any text is looked at."""
+    from sklearn.model_selection import train_test_split  # here, not at import: trials never split
+
     n = len(labels)
     if cfg.full:
         sizes = (n - 2 * round(0.1 * n), round(0.1 * n), round(0.1 * n))

@@ -3,8 +3,6 @@ import re
 from functools import lru_cache
 from importlib import resources
 
-from nltk.tokenize import NLTKWordTokenizer
-
 _TAG = re.compile(r"<[^>]*>")
 _URL = re.compile(r"(?:https?://|ftp://|www\.)\S+")
 _EMAIL = re.compile(r"\S+@\S+\.\S+")
@@ -13,7 +11,15 @@ _SPECIAL = re.compile(r"[^a-z0-9'\s]+")
 _SPACE = re.compile(r"\s+")
 
 NEGATIONS = frozenset({"not", "no", "nor"})
-_TOKENIZER = NLTKWordTokenizer()
+
+
+@lru_cache(maxsize=1)
+def word_tokenizer():
+    """NLTK's word tokenizer (what nltk.word_tokenize uses per sentence), imported only when text is processed:
+    importing nltk takes a second and pulls in scipy, which sweep trials never need."""
+    from nltk.tokenize import NLTKWordTokenizer
+
+    return NLTKWordTokenizer()
 
 
 def clean(text: str) -> str:
@@ -35,7 +41,7 @@ def stopwords() -> frozenset:
 def tokenize(cleaned: str, keep_negations: bool, min_len: int = 3) -> list[str]:
     stop = stopwords() - NEGATIONS if keep_negations else stopwords()
     tokens = []
-    for token in _TOKENIZER.tokenize(cleaned):
+    for token in word_tokenizer().tokenize(cleaned):
         if token == "n't":
             token = "not"
         token = token.strip("'")

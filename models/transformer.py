@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from models.layers import Dropout, EncoderLayer
 from search.errors import UserError
 from search.typed import check_range
 
@@ -40,17 +41,19 @@ class TransformerClassifier(nn.Module):
         self.scale = math.sqrt(cfg.embed_dim)
         self.embed = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=0)
         self.register_buffer("positions", sinusoidal_positions(cfg.max_positions, cfg.embed_dim), persistent=False)
-        self.drop = nn.Dropout(cfg.dropout)
-        layer = nn.TransformerEncoderLayer(cfg.embed_dim, cfg.num_heads, cfg.ff_dim, cfg.dropout, batch_first=True)
-        # Nested tensors would change numerics between train and eval; plain masked attention is exact.
-        self.encoder = nn.TransformerEncoder(layer, cfg.num_layers, enable_nested_tensor=False)
+        self.drop = Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(EncoderLayer(cfg.embed_dim, cfg.num_heads, cfg.ff_dim, cfg.dropout)
+                                    for _ in range(cfg.num_layers))
         self.head = nn.Linear(cfg.embed_dim, num_classes)
 
     def forward(self, batch: dict) -> torch.Tensor:
         ids, lengths = batch["ids"], batch["lengths"].clamp(min=1)
         real = torch.arange(ids.size(1), device=ids.device).unsqueeze(0) < lengths.unsqueeze(1)
-        x = self.embed(ids) * self.scale + self.positions[: ids.size(1)]
-        x = self.encoder(self.drop(x), src_key_padding_mask=~real)
+        x = self.drop(self.embed(ids) * self.scale + self.positions[: ids.size(1)])
+        key_bias = torch.zeros(real.shape, dtype=x.dtype, device=x.device).masked_fill(~real, float("-inf"))
+        key_bias = key_bias[:, None, None, :]
+        for layer in self.layers:
+            x = layer(x, key_bias)
         weights = real.unsqueeze(-1).to(x.dtype)
         pooled = (x * weights).sum(1) / weights.sum(1)
         return self.head(self.drop(pooled))

@@ -99,3 +99,34 @@ def test_minilm_features_pool_and_separate_sentiment(minilm_dir):
     # Batched, length-sorted encoding gives each text the same vector as encoding it alone.
     alone = encode_texts(encoder, tokenizer, texts[2:], EncoderConfig(encoder=minilm_dir, pooling="mean"))
     assert torch.allclose(alone[0], mean[2], atol=1e-4)
+
+
+def test_encoder_layer_matches_torch_reference():
+    from models.layers import EncoderLayer
+
+    torch.manual_seed(0)
+    ref = torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True).eval()
+    ours = EncoderLayer(32, 4, 64, p=0.0).load_from_torch(ref).eval()
+    x = torch.randn(3, 10, 32)
+    pad = torch.zeros(3, 10, dtype=torch.bool)
+    pad[1, 6:] = True
+    bias = torch.zeros(3, 10).masked_fill(pad, float("-inf"))[:, None, None, :]
+    with torch.no_grad():
+        expected = ref(x, src_key_padding_mask=pad)
+        assert torch.allclose(ours(x, bias)[~pad], expected[~pad], atol=1e-5)
+        ours.train()  # the explicit-attention training path, dropout off
+        assert torch.allclose(ours(x, bias)[~pad], expected[~pad], atol=1e-5)
+
+
+def test_fast_dropout_rate_scale_and_seeding():
+    from models.layers import dropout
+
+    x = torch.ones(200_000)
+    torch.manual_seed(1)
+    y = dropout(x, 0.3, training=True)
+    kept = (y > 0).float().mean().item()
+    assert abs(kept - (1 - 77 / 256)) < 0.005  # p = 0.3 rounds to 77/256
+    assert y.mean().item() == pytest.approx(1.0, abs=0.01)  # survivors are scaled up: the mean is kept
+    torch.manual_seed(1)
+    assert torch.equal(dropout(x, 0.3, training=True), y)
+    assert torch.equal(dropout(x, 0.3, training=False), x)
