@@ -1,7 +1,8 @@
 """Inputs for pretrained encoders: their own tokenizer, and frozen-encoder features cached on disk.
 
 A frozen encoder gives the same output every epoch and every trial, so it runs once per
-(dataset, encoder, max length, pooling) and the result is reused until a setting changes.
+(dataset, encoder, max length) and the result is reused until a setting changes. One pass keeps every
+pooling ([CLS], mean, and the pooler where the model has one), so pooling can be searched for free.
 """
 import hashlib
 import json
@@ -27,24 +28,35 @@ def encoder_id(name: str) -> str:
 
 
 def features_path(data: PreparedData, cfg, cache_dir: str | None) -> Path:
-    ident = json.dumps([data.key, encoder_id(cfg.encoder), cfg.max_length, cfg.pooling])
+    ident = json.dumps([data.key, encoder_id(cfg.encoder), cfg.max_length])
     return cache_root(cache_dir) / f"features-{hashlib.sha256(ident.encode()).hexdigest()[:16]}.pt"
 
 
 @torch.no_grad()
-def encode_texts(model, tokenizer, texts: list[str], cfg) -> torch.Tensor:
-    """Encode in length-sorted batches, so each batch pads only to its own longest text."""
+def encode_texts(model, tokenizer, texts: list[str], cfg) -> dict[str, torch.Tensor]:
+    """{pooling: (N, hidden)} for "cls", "mean" and, where the model has one, "pooler".
+    Encoded in length-sorted batches, so each batch pads only to its own longest text."""
     from models.encoder import pool
 
     enc = tokenizer(texts, truncation=True, max_length=cfg.max_length)
     order = sorted(range(len(texts)), key=lambda i: len(enc["input_ids"][i]))
-    out = torch.zeros(len(texts), model.config.hidden_size)
+    out: dict[str, torch.Tensor] = {}
     for start in range(0, len(order), cfg.encode_batch_size):
         idx = order[start : start + cfg.encode_batch_size]
         batch = tokenizer.pad({"input_ids": [enc["input_ids"][i] for i in idx]}, return_tensors="pt")
         outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        out[idx] = pool(outputs, batch["attention_mask"], cfg.pooling).float()
+        kinds = ["cls", "mean"] + (["pooler"] if getattr(outputs, "pooler_output", None) is not None else [])
+        for kind in kinds:
+            pooled = pool(outputs, batch["attention_mask"], "auto" if kind == "pooler" else kind)
+            out.setdefault(kind, torch.zeros(len(texts), pooled.size(1)))[idx] = pooled.float()
     return out
+
+
+def pick(features: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
+    """The features for one pooling setting; "auto" is the pooler where the model has one, else [CLS]."""
+    if pooling == "auto":
+        return features.get("pooler", features["cls"])
+    return features[pooling]
 
 
 def frozen_features(data: PreparedData, cfg, cache_dir: str | None = None, loaded=None) -> dict:

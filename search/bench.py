@@ -216,7 +216,8 @@ def ray_sweep(settings, inputs, vocab_size: int, cpus: int):
 
     with tempfile.TemporaryDirectory() as runs:
         start = time.perf_counter()
-        records, _ = run_search(settings, inputs, {}, vocab_size, 2, Path(runs) / "lstm", cpus, "bench")
+        records, _ = run_search(settings, {"vocab": inputs}, {"vocab": {}}, vocab_size, 2, Path(runs) / "lstm", cpus,
+                                "bench")
         return time.perf_counter() - start, records
 
 

@@ -117,6 +117,8 @@ def validate_space(settings: Settings) -> None:
             raise UserError(f"search.space.{key} must be one of {{uniform|loguniform|randint: [low, high]}} "
                             f"or {{choice: [values]}}, got {spec!r}")
         kind, args = next(iter(spec.items()))
+        if key in ("model.pooling", "model.max_length", "model.unfreeze_layers", "model.encoder") and kind != "choice":
+            raise UserError(f"search.space.{key} changes the model's inputs and must be a choice: {{choice: [...]}}")
         if not isinstance(args, list) or not args or (kind != "choice" and len(args) != 2):
             raise UserError(f"search.space.{key}: {kind} takes " + ("a list of values" if kind == "choice" else "[low, high]"))
         if kind != "choice" and not float(args[0]) < float(args[1]):

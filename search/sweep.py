@@ -161,13 +161,14 @@ class Progress(tune.Callback):
               f" | best val loss {best} | {per_trial:.1f}s/trial | ETA {eta:.0f}s", flush=True)
 
 
-def run_search(settings: Settings, inputs: dict, extra: dict, vocab_size: int, num_classes: int, exp_dir: Path,
+def run_search(settings: Settings, inputs: dict, extras: dict, vocab_size: int, num_classes: int, exp_dir: Path,
                cpus: int, label: str) -> tuple[list[TrialRecord], optuna.Study | None]:
-    """Run (or resume) the search and return one record per trial."""
+    """Run (or resume) the search and return one record per trial. inputs, extras: {variant: ...} for train
+    and val (search.inputs.sweep_inputs); the test split is not among them."""
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")  # small state, saved often: a kill loses little
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0, the legacy reporter prints nothing
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, settings=settings, inputs=inputs, extra=extra, vocab_size=vocab_size,
+        tune.with_parameters(run_trial, settings=settings, inputs=inputs, extras=extras, vocab_size=vocab_size,
                              num_classes=num_classes, budget_bytes=parse_bytes(settings.search.memory_budget),
                              cpus=cpus),
         {"cpu": cpus})

@@ -13,7 +13,7 @@ from ray import tune
 
 from models import count_params
 from search.engine import fit, seed_everything
-from search.inputs import make_model
+from search.inputs import make_model, variant
 from search.memory import MemoryWatch
 from search.settings import Settings, apply_params
 
@@ -30,8 +30,9 @@ def flatten(config: dict, prefix: str = "") -> dict:
     return out
 
 
-def run_trial(config: dict, settings: Settings, inputs: dict, extra: dict, vocab_size: int, num_classes: int,
+def run_trial(config: dict, settings: Settings, inputs: dict, extras: dict, vocab_size: int, num_classes: int,
               budget_bytes: int, cpus: int) -> None:
+    """inputs, extras: {variant: ...} from search.inputs.sweep_inputs; the trial takes the one it needs."""
     trial_dir = Path(tune.get_context().get_trial_dir())
 
     def note_kill(reason: str) -> None:
@@ -40,6 +41,8 @@ def run_trial(config: dict, settings: Settings, inputs: dict, extra: dict, vocab
     with MemoryWatch(budget_bytes, on_kill=note_kill) as watch:
         settings = apply_params(settings, flatten(config))
         settings.train.threads = cpus
+        key = variant(settings.model_name, settings.model)
+        inputs, extra = inputs[key], extras[key]
         seed_everything(settings.train.seed)
         model = make_model(settings.model_name, settings.model, vocab_size, num_classes, extra)
         params, trainable = count_params(model)

@@ -20,10 +20,10 @@ from models import MODELS
 from search.baseline import tfidf_baseline
 from search.cli import add_data_args, add_model_args, settings_from_args
 from search.errors import UserError, cli_entry, require
-from search.inputs import model_inputs
+from search.inputs import model_inputs, sweep_inputs
 from search.report import json_summary, load_sweep, write_leaderboard
 from search.retrain import retrain
-from search.settings import parse_bytes
+from search.settings import apply_params, parse_bytes
 
 STATES = ("completed", "stopped_early", "failed")
 
@@ -114,10 +114,11 @@ def run_model(model_name: str, args, sweep_root: Path, cpus_hint: int | None) ->
     data = prepare(settings.data, args.cache_dir)
     connect(args.address, cpus_hint)
     cpus = args.cpus or cluster_cpus()
-    inputs, extra = model_inputs(model_name, settings.model, data, ("train", "val"), args.cache_dir)
+    inputs, extras = sweep_inputs(settings, data, args.cache_dir)
     print(f"[{model_name}] searching {settings.search.trials} trials, {cpus} CPU(s) and "
           f"{settings.search.memory_budget} per trial, state in {sweep_dir}", flush=True)
-    records, study = run_search(settings, inputs, extra, len(data.vocab), data.num_classes, sweep_dir, cpus, model_name)
+    records, study = run_search(settings, inputs, extras, len(data.vocab), data.num_classes, sweep_dir, cpus,
+                                model_name)
     search_wall = time.time() - start + _earlier_wall(sweep_dir)
     write_trials(sweep_dir, records)
     counts = {s: sum(r.state == s for r in records) for s in STATES}
@@ -129,7 +130,8 @@ def run_model(model_name: str, args, sweep_root: Path, cpus_hint: int | None) ->
     best = min(completed, key=lambda r: r.best_val_loss)
     print(f"[{model_name}] best trial {best.trial_id}: val loss {best.best_val_loss:.4f}, val acc "
           f"{best.best_val_acc:.4f}; retraining on {settings.search.seeds} seeds", flush=True)
-    all_inputs, extra = model_inputs(model_name, settings.model, data, ("train", "val", "test"), args.cache_dir)
+    best_settings = apply_params(settings, best.params)
+    all_inputs, extra = model_inputs(model_name, best_settings.model, data, ("train", "val", "test"), args.cache_dir)
     seeds = [settings.train.seed + i for i in range(settings.search.seeds)]
     result = retrain(settings, best.params, all_inputs, extra, len(data.vocab), data.num_classes, seeds,
                      cpus, sweep_dir)
@@ -158,8 +160,6 @@ def _optuna_states(study) -> dict:
 
 
 def save_artifacts(sweep_dir: Path, settings, best_params: dict, data) -> None:
-    from search.settings import apply_params
-
     best = apply_params(settings, best_params).as_dict()
     (sweep_dir / "best_config.yaml").write_text(yaml.safe_dump({"model": best["model"], "train": best["train"]},
                                                                sort_keys=False))

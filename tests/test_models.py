@@ -90,15 +90,32 @@ def test_minilm_features_pool_and_separate_sentiment(minilm_dir):
 
     tokenizer, encoder = load_encoder(minilm_dir)
     texts = ["a wonderful, moving film", "a great and beautiful movie", "a dull, awful mess"]
-    for pooling in ("auto", "cls", "mean"):
-        feats = encode_texts(encoder, tokenizer, texts, EncoderConfig(encoder=minilm_dir, pooling=pooling))
-        assert feats.shape == (3, 384) and torch.isfinite(feats).all()
-    mean = encode_texts(encoder, tokenizer, texts, EncoderConfig(encoder=minilm_dir, pooling="mean"))
+    feats = encode_texts(encoder, tokenizer, texts, EncoderConfig(encoder=minilm_dir))
+    assert set(feats) == {"cls", "mean", "pooler"}  # BERT-like MiniLM has a pooler
+    for kind, values in feats.items():
+        assert values.shape == (3, 384) and torch.isfinite(values).all(), kind
+    assert not torch.allclose(feats["cls"], feats["mean"])
+    mean = feats["mean"]
     sim = torch.nn.functional.cosine_similarity
     assert sim(mean[0], mean[1], dim=0) > sim(mean[0], mean[2], dim=0)
     # Batched, length-sorted encoding gives each text the same vector as encoding it alone.
-    alone = encode_texts(encoder, tokenizer, texts[2:], EncoderConfig(encoder=minilm_dir, pooling="mean"))
+    alone = encode_texts(encoder, tokenizer, texts[2:], EncoderConfig(encoder=minilm_dir))["mean"]
     assert torch.allclose(alone[0], mean[2], atol=1e-4)
+
+
+def test_sweep_inputs_give_each_pooling_its_own_features(tiny_distilbert, imdb_small):
+    from data_pipeline.features import pick
+    from search.inputs import sweep_inputs, variant
+    from search.settings import load_settings
+
+    settings = load_settings("distilbert", {"model.encoder": tiny_distilbert})
+    inputs, extras = sweep_inputs(settings, imdb_small)
+    assert set(inputs) == {"features/auto/128", "features/cls/128", "features/mean/128"}
+    # DistilBERT has no pooler: "auto" falls back to [CLS]
+    assert torch.equal(inputs["features/auto/128"]["train"]["features"], inputs["features/cls/128"]["train"]["features"])
+    assert not torch.equal(inputs["features/mean/128"]["train"]["features"], inputs["features/cls/128"]["train"]["features"])
+    assert "test" not in inputs["features/mean/128"]
+    assert extras["features/mean/128"]["features_info"]["hidden_size"] == 32
 
 
 def test_encoder_layer_matches_torch_reference():

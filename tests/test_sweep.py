@@ -158,3 +158,14 @@ def test_dead_address_is_a_clear_error(tmp_path):
     code, out, err = run(tune_cmd(tmp_path, "--model", "rnn", "--trials", "1", "--address", f"127.0.0.1:{port}"))
     assert code == 2 and err.strip().splitlines()[-1].startswith(f"error: no Ray cluster answers at 127.0.0.1:{port}")
     assert "Traceback" not in err
+
+
+def test_encoder_sweep_trains_heads_on_cached_features(tmp_path, tiny_distilbert):
+    runs = tmp_path / "runs"
+    code, out, err = run(tune_cmd(runs, "--model", "distilbert", "--encoder", tiny_distilbert, "--trials", "3",
+                                  "--epochs", "2"))
+    assert code == 0, err[-3000:]
+    s = summary(runs, "distilbert")
+    assert s["trials"]["total"] == 3 and s["trials"]["failed"] == 0
+    assert s["retrain"]["trainable_params"] < s["retrain"]["params"]
+    assert s["best_params"]["model.pooling"] in ("auto", "cls", "mean")
