@@ -5,6 +5,8 @@ MemoryBudgetExceeded once the budget is crossed. If the process keeps growing pa
 without reaching a check (one huge allocation, a C call that never returns), the thread kills the process:
 the machine's memory matters more than the trial.
 """
+import ctypes
+import gc
 import os
 import signal
 import threading
@@ -68,3 +70,13 @@ class MemoryWatch:
                     self.on_kill(reason)
                 os.kill(os.getpid(), signal.SIGKILL)
                 time.sleep(1)
+
+
+def release_memory() -> None:
+    """Give freed memory back to the OS. A reused trial process would otherwise carry each trial's freed
+    heap into the next one's RSS (glibc keeps it), and the budget would measure history, not the trial."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass

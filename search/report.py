@@ -11,7 +11,7 @@ from tabulate import tabulate
 from search.errors import UserError, cli_entry
 
 HEADERS = ["model", "test acc (mean ± std)", "precision", "recall", "F1", "params (total / trainable)",
-           "trials (done / stopped / failed)", "search wall", "epoch s", "inference /s", "peak RSS MB",
+           "trials (done / stopped / failed)", "search wall", "epoch s", "inference /s", "peak RSS MB (best trial)",
            "best hyperparameters", "flags"]
 MODEL_ORDER = ("rnn", "lstm", "transformer", "distilbert")
 

@@ -14,7 +14,7 @@ from ray import tune
 from models import count_params
 from search.engine import fit, seed_everything
 from search.inputs import make_model, variant
-from search.memory import MemoryWatch
+from search.memory import MemoryWatch, release_memory
 from search.settings import Settings, apply_params
 
 STATE_FILE = "state.pt"
@@ -38,6 +38,7 @@ def run_trial(config: dict, settings: Settings, inputs: dict, extras: dict, voca
     def note_kill(reason: str) -> None:
         (trial_dir / KILL_NOTE).write_text(json.dumps({"reason": reason}))
 
+    release_memory()  # what an earlier trial in this reused process freed
     with MemoryWatch(budget_bytes, on_kill=note_kill) as watch:
         settings = apply_params(settings, flatten(config))
         settings.train.threads = cpus

@@ -134,7 +134,7 @@ def run_model(model_name: str, args, sweep_root: Path, cpus_hint: int | None) ->
     all_inputs, extra = model_inputs(model_name, best_settings.model, data, ("train", "val", "test"), args.cache_dir)
     seeds = [settings.train.seed + i for i in range(settings.search.seeds)]
     result = retrain(settings, best.params, all_inputs, extra, len(data.vocab), data.num_classes, seeds,
-                     cpus, sweep_dir)
+                     cpus, sweep_dir, data.test.clean_texts)
     save_artifacts(sweep_dir, settings, best.params, data)
     summary = {"model": model_name, "dataset": data.name, "trials": counts | {"total": len(records)},
                "optuna_states": _optuna_states(study), "best_trial": best.trial_id, "best_params": best.params,
