@@ -1,6 +1,6 @@
 """Data settings. Every field feeds the cache key, so a changed setting makes a new cache entry."""
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 from search.errors import UserError
 from search.typed import check_range
@@ -21,6 +21,7 @@ class DataConfig:
     seed: int = 42
     keep_headers: bool = False  # 20 Newsgroups: keep headers, footers and quotes
     keep_negations: Optional[bool] = None  # None: keep for sentiment and user data, drop for 20 Newsgroups
+    truncate: Literal["auto", "head", "tail"] = "auto"  # auto: keep a review's end (its verdict), else its start
     min_token_len: int = 3
     vocab_size: int = 5000
     max_len: int = 64

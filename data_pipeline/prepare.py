@@ -20,7 +20,7 @@ from data_pipeline.sources import RawDataset, fingerprint, load_source
 from data_pipeline.text import process
 from search.errors import UserError
 
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 PAD, UNK = "<PAD>", "<UNK>"
 SPLITS = ("train", "val", "test")
 CACHE_ENV = "SWEETSPOT_CACHE_DIR"
@@ -80,8 +80,9 @@ def prepare(cfg: DataConfig, cache_dir: str | None = None, use_cache: bool = Tru
 
 def build(raw: RawDataset, cfg: DataConfig) -> PreparedData:
     keep_negations = cfg.keep_negations if cfg.keep_negations is not None else raw.kind != "topic"
+    tail = cfg.truncate == "tail" or (cfg.truncate == "auto" and raw.kind == "sentiment")
     report = {"dataset": raw.name, "source_rows": len(raw.texts), "label_names": raw.label_names,
-              "keep_negations": keep_negations, "splits": {}}
+              "keep_negations": keep_negations, "truncate": "tail" if tail else "head", "splits": {}}
     parts = split_indices(raw.labels, cfg)
     processed = {}
     for name, idx in zip(SPLITS, parts):
@@ -97,7 +98,7 @@ def build(raw: RawDataset, cfg: DataConfig) -> PreparedData:
             raise UserError(f"the {name} split of {raw.name} is empty after cleaning and de-duplication; "
                             "use a larger dataset or larger split sizes")
     vocab = build_vocab((r[1] for r in processed["train"]), cfg.vocab_size)
-    splits = {name: encode(processed[name], vocab, cfg.max_len) for name in SPLITS}
+    splits = {name: encode(processed[name], vocab, cfg.max_len, tail) for name in SPLITS}
     report.update(encoding_report(splits, vocab, cfg.max_len))
     for name in SPLITS:
         counts = np.bincount(splits[name].labels.numpy(), minlength=len(raw.label_names))
@@ -151,12 +152,14 @@ def build_vocab(texts, size: int) -> list[str]:
     return [PAD, UNK] + words
 
 
-def encode(rows: list[tuple], vocab: list[str], max_len: int) -> Split:
+def encode(rows: list[tuple], vocab: list[str], max_len: int, tail: bool = False) -> Split:
+    """Ids right-padded to max_len; a longer text keeps its first max_len tokens, or its last with tail."""
     index = {w: i for i, w in enumerate(vocab)}
     ids = torch.zeros((len(rows), max_len), dtype=torch.int64)
     lengths = torch.zeros(len(rows), dtype=torch.int64)
     for row, (_, text, _) in enumerate(rows):
-        tokens = [index.get(t, 1) for t in text.split()[:max_len]]
+        words = text.split()
+        tokens = [index.get(t, 1) for t in (words[-max_len:] if tail else words[:max_len])]
         ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.int64)
         lengths[row] = len(tokens)
     labels = torch.tensor([r[2] for r in rows], dtype=torch.int64)
@@ -180,7 +183,8 @@ def format_report(report: dict) -> str:
              "/".join(map(str, s["class_counts"]))] for name, s in report["splits"].items()]
     table = tabulate(rows, headers=["split", "sampled", "empty dropped", "leaked dropped", "final", "per class"])
     return (f"data: {report['dataset']} ({report['source_rows']} source rows; classes {report['label_names']}; "
-            f"negations {'kept' if report['keep_negations'] else 'dropped'})\n{table}\n"
+            f"negations {'kept' if report['keep_negations'] else 'dropped'}; long texts keep their "
+            f"{'end' if report.get('truncate') == 'tail' else 'start'})\n{table}\n"
             f"vocabulary {report['vocab_size']} (incl. <PAD>, <UNK>), val coverage {report['val_coverage']:.1%}, "
             f"train mean {report['train_mean_tokens']} tokens, {report['train_truncated_share']:.1%} truncated, "
             f"val majority class {report['val_majority_share']:.1%}")

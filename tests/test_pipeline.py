@@ -77,6 +77,20 @@ def test_encode_pads_truncates_and_marks_unknown():
     assert split.ids[0, :4].tolist() == [vocab.index("good"), vocab.index("film"), 1, 0]
 
 
+def test_tail_truncation_keeps_the_end():
+    vocab = build_vocab(["alpha beta gamma delta"], 10)
+    split = encode([("", "alpha beta gamma delta", 1)], vocab, max_len=2, tail=True)
+    assert split.ids[0].tolist() == [vocab.index("gamma"), vocab.index("delta")]
+
+
+def test_reviews_keep_their_end_and_topics_their_start(imdb_small):
+    assert imdb_small.report["truncate"] == "tail"
+    long_row = next(i for i, t in enumerate(imdb_small.train.texts) if len(t.split()) > 64)
+    last = imdb_small.train.texts[long_row].split()[-1]
+    expected = imdb_small.vocab.index(last) if last in imdb_small.vocab else 1  # 1 is <UNK>
+    assert imdb_small.train.ids[long_row, 63].item() == expected
+
+
 def test_cache_hit_and_new_entry_on_changed_setting(cache_dir):
     cfg = DataConfig(dataset="rotten_tomatoes", train_size=200, val_size=50, test_size=50)
     first = prepare(cfg)
@@ -94,7 +108,7 @@ def test_20newsgroups_from_local_archive(ng_archive):
     data = prepare(cfg)
     assert data.name == "20newsgroups-stripped" and data.label_names == ["rest", "technical"]
     assert data.report["source_rows"] == 18846
-    assert not data.report["keep_negations"]
+    assert not data.report["keep_negations"] and data.report["truncate"] == "head"
     share = data.train.labels.float().mean().item()
     assert 0.40 < share < 0.50  # comp.* + sci.* are about 46% of the posts
     assert "From:" not in " ".join(data.train.clean_texts[:50])
