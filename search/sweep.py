@@ -128,8 +128,9 @@ def _check_reachable(address: str) -> None:
                         "`ray start --head --port PORT` or leave out --address to run locally") from None
 
 
-def cluster_cpus() -> int:
-    return int(ray.cluster_resources().get("CPU", 1))
+def node_cpus() -> int:
+    """The most CPUs one node offers: a trial runs on a single node, so it can ask for no more."""
+    return int(max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1))
 
 
 class Progress(tune.Callback):

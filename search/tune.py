@@ -8,7 +8,6 @@ Run the same command again to resume an interrupted sweep (or to show a finished
 import argparse
 import csv
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -100,7 +99,7 @@ def write_trials(sweep_dir: Path, records) -> None:
                 writer.writerow([r.trial_id, *(h.get(k) for k in keys)])
 
 
-def run_model(model_name: str, args, sweep_root: Path, cpus_hint: int | None) -> dict:
+def run_model(model_name: str, args, sweep_root: Path) -> dict:
     settings = settings_from_args(model_name, args, search_overrides(args))
     sweep_dir = sweep_root / model_name
     check_sweep_state(sweep_dir, settings, args.fresh)
@@ -108,12 +107,14 @@ def run_model(model_name: str, args, sweep_root: Path, cpus_hint: int | None) ->
     if summary_file.is_file():
         print(f"[{model_name}] sweep finished earlier: nothing to train (use --fresh to run it again)")
         return json.loads(summary_file.read_text())
-    from search.sweep import cluster_cpus, connect, run_search
+    from search.sweep import connect, node_cpus, run_search
 
     start = time.time()
     data = prepare(settings.data, args.cache_dir)
-    connect(args.address, cpus_hint)
-    cpus = args.cpus or cluster_cpus()
+    connect(args.address)
+    cpus = args.cpus or node_cpus()
+    require(cpus <= node_cpus(), f"--cpus {cpus} is more than any Ray node has ({node_cpus()}); "
+                                 "a trial would wait forever, so ask for fewer")
     inputs, extras = sweep_inputs(settings, data, args.cache_dir)
     print(f"[{model_name}] searching {settings.search.trials} trials, {cpus} CPU(s) and "
           f"{settings.search.memory_budget} per trial, state in {sweep_dir}", flush=True)
@@ -183,10 +184,9 @@ def main(argv=None):
     sweep_root = Path(args.runs_dir) / (args.name or default_name(first))
     data = prepare(first.data, args.cache_dir)
     print(format_report(data.report), flush=True)
-    cpus_hint = args.cpus and max(args.cpus, os.cpu_count() or 1)
     start = time.time()
     for model_name in models:
-        run_model(model_name, args, sweep_root, cpus_hint)
+        run_model(model_name, args, sweep_root)
     ensure_baseline(sweep_root, args)
     print("\n" + write_leaderboard(sweep_root))
     print(f"\nwall time {time.time() - start:.0f}s; results in {sweep_root}")

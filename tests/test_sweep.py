@@ -169,3 +169,8 @@ def test_encoder_sweep_trains_heads_on_cached_features(tmp_path, tiny_distilbert
     assert s["trials"]["total"] == 3 and s["trials"]["failed"] == 0
     assert s["retrain"]["trainable_params"] < s["retrain"]["params"]
     assert s["best_params"]["model.pooling"] in ("auto", "cls", "mean")
+
+
+def test_more_cpus_than_a_node_has_is_a_clear_error(tmp_path):
+    code, out, err = run(tune_cmd(tmp_path, "--model", "rnn", "--trials", "1") + ["--cpus", "512"])
+    assert code == 2 and "--cpus 512 is more than any Ray node has" in err and "Traceback" not in err
