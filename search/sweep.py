@@ -178,14 +178,15 @@ def run_search(settings: Settings, inputs: dict, extras: dict, vocab_size: int, 
         tuner = tune.Tuner.restore(str(exp_dir), trainable, resume_unfinished=True, resume_errored=False,
                                    restart_errored=False)
     else:
-        tuner = _new_tuner(settings, trainable, exp_dir, label)
+        tuner = _new_tuner(settings, trainable, exp_dir)
+    # Tuner.restore takes no RunConfig, and the progress line needs this run's clock: set it on the tuner.
     tuner._local_tuner._run_config.callbacks = [Progress(label, settings.search.trials)]
     results = tuner.fit()
     searcher = _searcher(tuner)
     return [_record(r) for r in results], (searcher.study if searcher else None)
 
 
-def _new_tuner(settings: Settings, trainable, exp_dir: Path, label: str) -> tune.Tuner:
+def _new_tuner(settings: Settings, trainable, exp_dir: Path) -> tune.Tuner:
     point = seed_point(settings)
     searcher = PruneAwareOptunaSearch(space=search_space(settings.search.space), metric=SEARCH_METRIC, mode="min",
                                       points_to_evaluate=[flatten_nested(point)] if point else None,
@@ -200,8 +201,7 @@ def _new_tuner(settings: Settings, trainable, exp_dir: Path, label: str) -> tune
                                     trial_dirname_creator=lambda t: t.trial_id),
         run_config=tune.RunConfig(name=exp_dir.name, storage_path=str(exp_dir.parent), verbose=0,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                                  failure_config=tune.FailureConfig(max_failures=0),
-                                  callbacks=[Progress(label, settings.search.trials)]))
+                                  failure_config=tune.FailureConfig(max_failures=0)))
 
 
 def flatten_nested(point: dict) -> dict:
@@ -210,6 +210,7 @@ def flatten_nested(point: dict) -> dict:
 
 
 def _searcher(tuner: tune.Tuner) -> PruneAwareOptunaSearch | None:
+    """Our searcher inside Ray's wrappers (ConcurrencyLimiter, SearchGenerator), for its Optuna study."""
     alg = tuner._local_tuner._tune_config.search_alg
     while alg is not None and not isinstance(alg, PruneAwareOptunaSearch):
         alg = getattr(alg, "searcher", None)
