@@ -8,7 +8,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -127,23 +126,35 @@ def encoder_inference(plan: Plan, data, encoder: str) -> list:
     few = {k: v[:16] for k, v in tokens.items()}
     rate1 = 16 / median_time(lambda: predict(model, few, batch_size=1), 1)
     rate256 = len(texts) / median_time(lambda: predict(model, tokens, batch_size=256), 1)
-    return [f"distilbert ({Path(encoder).name}, {cfg.max_length} tokens)", f"{rate1:,.1f}", f"{rate256:,.1f}", "-"]
+    return [f"distilbert ({encoder_label(encoder)}, {cfg.max_length} tokens, from text)", f"{rate1:,.1f}",
+            f"{rate256:,.1f}", "-"]
+
+
+def encoder_label(encoder: str) -> str:
+    path = Path(encoder)
+    return f"{path.parent.name}/{path.name}" if path.is_dir() else encoder
+
+
+# Runs search.train in this child and prints the child's own peak RSS (KB) as its last stderr line. VmHWM, not
+# ru_maxrss: Linux carries ru_maxrss over from the parent at fork, so every child would report the parent's peak.
+RSS_CHILD = ("import re, runpy, sys\n"
+             "sys.argv = ['search.train'] + sys.argv[1:]\n"
+             "try:\n    runpy.run_module('search.train', run_name='__main__')\n"
+             "finally:\n    status = open('/proc/self/status').read()\n"
+             "    print(re.search(r'VmHWM:\\s+(\\d+)', status).group(1), file=sys.stderr)\n")
 
 
 def peak_rss(plan: Plan, encoder: str | None) -> list[list]:
-    """Each model trains in a fresh process, whose peak RSS the OS reports."""
+    """Each model trains in a fresh process, which reports its own peak RSS."""
     rows = []
     for name in (*CUSTOM, *(["distilbert"] if encoder else [])):
-        cmd = [sys.executable, "-m", "search.train", "--model", name, "--epochs", "2",
+        cmd = [sys.executable, "-c", RSS_CHILD, "--model", name, "--epochs", "2",
                "--train-size", str(plan.train_size), "--val-size", str(max(100, plan.train_size // 4)),
                "--test-size", str(max(100, plan.train_size // 4))]
         cmd += ["--encoder", encoder] if name == "distilbert" else []
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         proc = subprocess.run(cmd, capture_output=True, text=True)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        status = "" if proc.returncode == 0 else f" (exit {proc.returncode})"
-        # ru_maxrss of children is the largest so far; a smaller child leaves it unchanged
-        rows.append([name, f"{after / 1024:.0f}" if after > before else f"<= {before / 1024:.0f}", status or "-"])
+        peak_kb = int(proc.stderr.strip().splitlines()[-1])
+        rows.append([name, f"{peak_kb / 1024:.0f}", "-" if proc.returncode == 0 else f"(exit {proc.returncode})"])
     return rows
 
 
@@ -291,7 +302,7 @@ def default_encoder() -> str | None:
 
 
 def section(title: str, note: str, headers: list, rows: list) -> str:
-    return f"## {title}\n\n{note}\n\n" + tabulate(rows, headers=headers, tablefmt="github") + "\n"
+    return f"## {title}\n\n{note}\n\n" + tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) + "\n"
 
 
 def run(plan: Plan, encoder: str | None, archive: str | None, command: str) -> str:
@@ -313,7 +324,7 @@ def run(plan: Plan, encoder: str | None, archive: str | None, command: str) -> s
                          peak_rss(plan, encoder)))
     if encoder:
         parts.append(section("4. Frozen encoder: cached features vs re-encoding (s)",
-                             f"Encoder `{Path(encoder).name}`, 128 tokens.", ["step", "seconds"],
+                             f"Encoder `{encoder_label(encoder)}`, 128 tokens.", ["step", "seconds"],
                              frozen_encoder(plan, data, encoder)))
     parts.append(section("5. Ray Tune overhead vs a plain Optuna loop",
                          "Same LSTM trainable, same space and TPE seed, one trial at a time, no early stopping. "
