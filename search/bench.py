@@ -5,7 +5,6 @@
 """
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -200,7 +199,6 @@ def plain_optuna(settings, inputs, vocab_size: int) -> float:
     import optuna
 
     from search.settings import apply_params
-    from search.sweep import search_space  # noqa: F401  (same space, sampled by Optuna directly)
 
     def objective(trial):
         params = {}

@@ -3,7 +3,6 @@
 Inputs are dicts of tensors sharing their first dimension, with "labels" among them; the model reads the
 rest ("ids"/"lengths", "features", or "input_ids"/"attention_mask").
 """
-import copy
 import math
 import os
 import random

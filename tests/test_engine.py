@@ -7,7 +7,7 @@ from torch import nn
 
 from data_pipeline import DataConfig, prepare
 from models import MODELS, build_model
-from search.engine import TrainConfig, TrainingDiverged, batches, evaluate, fit, metrics, predict, seed_everything
+from search.engine import TrainConfig, TrainingDiverged, batches, fit, metrics, predict, seed_everything
 from search.inputs import model_inputs
 
 

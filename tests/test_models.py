@@ -104,8 +104,7 @@ def test_minilm_features_pool_and_separate_sentiment(minilm_dir):
 
 
 def test_sweep_inputs_give_each_pooling_its_own_features(tiny_distilbert, imdb_small):
-    from data_pipeline.features import pick
-    from search.inputs import sweep_inputs, variant
+    from search.inputs import sweep_inputs
     from search.settings import load_settings
 
     settings = load_settings("distilbert", {"model.encoder": tiny_distilbert})

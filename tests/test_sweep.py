@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 TINY = ["--train-size", "300", "--val-size", "100", "--test-size", "100", "--cpus", "1", "--seeds", "2"]
 
