@@ -164,10 +164,9 @@ def save_artifacts(sweep_dir: Path, settings, best_params: dict, data) -> None:
     (sweep_dir / "data_report.json").write_text(json.dumps(data.report, indent=2))
 
 
-def ensure_baseline(sweep_root: Path, args) -> None:
+def ensure_baseline(sweep_root: Path, data) -> None:
     path = sweep_root / "baseline.json"
     if not path.is_file():
-        data = prepare(settings_from_args("lstm", args).data, args.cache_dir)
         path.write_text(json.dumps(tfidf_baseline(data), indent=2))
 
 
@@ -177,6 +176,8 @@ def main(argv=None):
     require(args.trials is None or args.trials >= 1, f"--trials must be at least 1, got {args.trials}")
     require(args.cpus is None or args.cpus >= 1, f"--cpus must be at least 1, got {args.cpus}")
     require(args.seeds is None or args.seeds >= 1, f"--seeds must be at least 1, got {args.seeds}")
+    require(not (args.config and args.model == "all"), "--config replaces one model's YAML; use it with a single "
+                                                       "--model, or edit configs/<model>.yaml for --model all")
     if args.memory_budget:
         parse_bytes(args.memory_budget)
     models = list(MODELS) if args.model == "all" else [args.model]
@@ -187,7 +188,7 @@ def main(argv=None):
     start = time.time()
     for model_name in models:
         run_model(model_name, args, sweep_root)
-    ensure_baseline(sweep_root, args)
+    ensure_baseline(sweep_root, data)
     print("\n" + write_leaderboard(sweep_root))
     print(f"\nwall time {time.time() - start:.0f}s; results in {sweep_root}")
     if args.json:

@@ -173,3 +173,10 @@ def test_encoder_sweep_trains_heads_on_cached_features(tmp_path, tiny_distilbert
 def test_more_cpus_than_a_node_has_is_a_clear_error(tmp_path):
     code, out, err = run(tune_cmd(tmp_path, "--model", "rnn", "--trials", "1") + ["--cpus", "512"])
     assert code == 2 and "--cpus 512 is more than any Ray node has" in err and "Traceback" not in err
+
+
+def test_one_models_config_with_all_models_is_refused(tmp_path):
+    config = tmp_path / "lstm.yaml"
+    config.write_text("model: {hidden_dim: 32}\n")
+    code, out, err = run(tune_cmd(tmp_path, "--model", "all", "--config", str(config)))
+    assert code == 2 and "use it with a single --model" in err and "Traceback" not in err
