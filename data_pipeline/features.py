@@ -6,12 +6,11 @@ pooling ([CLS], mean, and the pooler where the model has one), so pooling can be
 """
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 
-from data_pipeline.prepare import SPLITS, PreparedData, cache_root
+from data_pipeline.prepare import SPLITS, PreparedData, atomic_save, cache_root
 
 
 def tokenize(tokenizer, texts: list[str], max_length: int) -> dict:
@@ -71,8 +70,5 @@ def frozen_features(data: PreparedData, cfg, cache_dir: str | None = None, loade
     feats = {name: encode_texts(model, tokenizer, getattr(data, name).clean_texts, cfg) for name in SPLITS}
     feats["info"] = {"hidden_size": model.config.hidden_size,
                      "encoder_params": sum(p.numel() for p in model.parameters())}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(feats, tmp)
-    os.replace(tmp, path)
+    atomic_save(feats, path)
     return feats

@@ -194,10 +194,15 @@ def _save(data: PreparedData, path: Path) -> None:
     payload = {"name": data.name, "label_names": data.label_names, "vocab": data.vocab, "key": data.key,
                "report": json.dumps(data.report),
                "splits": {n: dataclasses.asdict(getattr(data, n)) for n in SPLITS}}
+    atomic_save(payload, path)
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save to a temporary name, then rename: a crash never leaves a half-written cache entry."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # atomic: a crash never leaves a half-written entry under the real name
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 def _load(path: Path) -> PreparedData:

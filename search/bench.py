@@ -20,9 +20,10 @@ from tabulate import tabulate
 
 from data_pipeline import DataConfig, prepare
 from models import MODELS, build_model
-from search.engine import TrainConfig, fit, predict, seed_everything, set_threads
+from search.engine import TrainConfig, fit, seed_everything, set_threads
 from search.errors import cli_entry
 from search.inputs import model_inputs
+from search.retrain import inference_rate
 from search.settings import load_settings
 
 CUSTOM = ("rnn", "lstm", "transformer")
@@ -105,8 +106,8 @@ def inference_rates(plan: Plan, data, encoder: str | None) -> list[list]:
     for name in CUSTOM:
         model = build_model(name, MODELS[name].config(), len(data.vocab), 2).eval()
         one = {k: v[:64] for k, v in val.items()}
-        rate1 = 64 / median_time(lambda: predict(model, one, batch_size=1), plan.repeats)
-        rate256 = len(val["labels"]) / median_time(lambda: predict(model, val, batch_size=256), plan.repeats)
+        rate1 = inference_rate(model, one, batch_size=1, repeats=plan.repeats)
+        rate256 = inference_rate(model, val, batch_size=256, repeats=plan.repeats)
         rows.append([name, f"{rate1:,.0f}", f"{rate256:,.0f}", data.report["train_mean_tokens"]])
     if encoder:
         rows.append(encoder_inference(plan, data, encoder))
@@ -123,8 +124,8 @@ def encoder_inference(plan: Plan, data, encoder: str) -> list:
     texts = data.val.clean_texts[: min(256, plan.encoder_texts)]
     tokens = tokenize(tokenizer, texts, cfg.max_length) | {"labels": torch.zeros(len(texts), dtype=torch.int64)}
     few = {k: v[:16] for k, v in tokens.items()}
-    rate1 = 16 / median_time(lambda: predict(model, few, batch_size=1), 1)
-    rate256 = len(texts) / median_time(lambda: predict(model, tokens, batch_size=256), 1)
+    rate1 = inference_rate(model, few, batch_size=1, repeats=1)
+    rate256 = inference_rate(model, tokens, batch_size=256, repeats=1)
     return [f"distilbert ({encoder_label(encoder)}, {cfg.max_length} tokens, from text)", f"{rate1:,.1f}",
             f"{rate256:,.1f}", "-"]
 
@@ -206,6 +207,8 @@ def plain_optuna(settings, inputs, vocab_size: int) -> float:
             kind, args = next(iter(rule.items()))
             if kind == "choice":
                 params[key] = trial.suggest_categorical(key, args)
+            elif kind == "randint":
+                params[key] = trial.suggest_int(key, int(args[0]), int(args[1]))
             else:
                 params[key] = trial.suggest_float(key, float(args[0]), float(args[1]), log=kind == "loguniform")
         cfg = apply_params(settings, params)
