@@ -8,7 +8,7 @@ from typing import Callable
 from torch import nn
 
 from models.encoder import EncoderClassifier, EncoderConfig
-from models.recurrent import RecurrentClassifier, RecurrentConfig
+from models.recurrent import RecurrentClassifier, RecurrentConfig, RNNConfig
 from models.transformer import TransformerClassifier, TransformerConfig
 from search.errors import UserError
 
@@ -21,7 +21,7 @@ class Entry:
 
 
 MODELS = {
-    "rnn": Entry(RecurrentConfig, lambda cfg, v, k: RecurrentClassifier("rnn", cfg, v, k), True),
+    "rnn": Entry(RNNConfig, lambda cfg, v, k: RecurrentClassifier("rnn", cfg, v, k), True),
     "lstm": Entry(RecurrentConfig, lambda cfg, v, k: RecurrentClassifier("lstm", cfg, v, k), True),
     "transformer": Entry(TransformerConfig, lambda cfg, v, k: TransformerClassifier(cfg, v, k), True),
     "distilbert": Entry(EncoderConfig, lambda cfg, v, k, **kw: EncoderClassifier(cfg, k, **kw), False),

@@ -4,8 +4,15 @@ The original study read the state at the last padded position, so its RNN and LS
 predicted the majority class. Here each direction runs over the padded batch and its state is read at the
 last real token; the backward direction reads each text reversed *within its own length*, so padding never
 enters either direction. (Packed sequences give the same result but ran 5x slower on CPU here.)
+
+The vanilla RNN defaults to an IRNN (Le, Jaitly & Hinton, 2015): ReLU units, recurrent weights initialised
+to the identity and zero biases, so at the start the state adds up its inputs instead of forgetting them
+within a few steps. PyTorch's default init gives a 64-unit tanh RNN recurrent weights of spectral radius
+about 0.6, so its state holds mostly the last few tokens; on the seed's data it learned or stalled depending
+on the training seed (20NG validation accuracy 53-73% over five seeds); the IRNN reached 77-79% on every seed.
 """
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -27,6 +34,12 @@ class RecurrentConfig:
                     num_layers=(1, 8, True), dropout=(0.0, 0.95, True))
 
 
+@dataclass
+class RNNConfig(RecurrentConfig):
+    nonlinearity: Literal["relu", "tanh"] = "relu"
+    recurrent_init: Literal["identity", "default"] = "identity"  # default: PyTorch's uniform init
+
+
 def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse each row's first `length` steps and leave its padding where it is. Its own inverse."""
     steps = torch.arange(x.size(1), device=x.device).unsqueeze(0)
@@ -41,12 +54,25 @@ class RecurrentClassifier(nn.Module):
         self.directions = 2 if cfg.bidirectional else 1
         self.embed = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=0)
         self.drop = Dropout(cfg.dropout)
+        options = {"nonlinearity": cfg.nonlinearity} if cell == "rnn" else {}
         layer = {"rnn": nn.RNN, "lstm": nn.LSTM}[cell]
         self.layers = nn.ModuleList(
             nn.ModuleList(layer(cfg.embed_dim if i == 0 else cfg.hidden_dim * self.directions, cfg.hidden_dim,
-                                batch_first=True) for _ in range(self.directions))
+                                batch_first=True, **options) for _ in range(self.directions))
             for i in range(cfg.num_layers))
+        if getattr(cfg, "recurrent_init", "default") == "identity":
+            self._identity_init()
         self.head = nn.Linear(cfg.hidden_dim * self.directions, num_classes)
+
+    @torch.no_grad()
+    def _identity_init(self) -> None:
+        for directions in self.layers:
+            for rnn in directions:
+                for name, param in rnn.named_parameters():
+                    if name.startswith("weight_hh"):
+                        param.copy_(torch.eye(param.size(0)))
+                    elif name.startswith("bias"):
+                        param.zero_()
 
     def forward(self, batch: dict) -> torch.Tensor:
         lengths = batch["lengths"].clamp(min=1)

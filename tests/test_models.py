@@ -3,9 +3,10 @@ import torch
 
 from models import MODELS, build_model, count_params
 from models.encoder import EncoderClassifier, EncoderConfig
-from models.recurrent import RecurrentConfig
+from models.recurrent import RecurrentConfig, RNNConfig
 from models.transformer import TransformerConfig
 from search.errors import UserError
+from search.settings import load_settings
 
 VOCAB = 50
 
@@ -17,8 +18,9 @@ def batch(lengths, width):
     return {"ids": ids, "lengths": torch.tensor(lengths)}
 
 
-CUSTOM = [("rnn", RecurrentConfig()), ("lstm", RecurrentConfig()),
-          ("lstm", RecurrentConfig(num_layers=2, bidirectional=True)), ("rnn", RecurrentConfig(bidirectional=True)),
+CUSTOM = [("rnn", RNNConfig()), ("lstm", RecurrentConfig()),
+          ("lstm", RecurrentConfig(num_layers=2, bidirectional=True)), ("rnn", RNNConfig(bidirectional=True)),
+          ("rnn", RNNConfig(num_layers=2, nonlinearity="tanh", recurrent_init="default")),
           ("transformer", TransformerConfig()), ("transformer", TransformerConfig(num_layers=1, num_heads=2))]
 
 
@@ -43,8 +45,23 @@ def test_output_depends_on_real_tokens(name):
         assert not torch.allclose(model(x), model(y))
 
 
+def test_rnn_defaults_to_an_irnn_and_the_lstm_has_no_such_knobs():
+    model = build_model("rnn", RNNConfig(num_layers=2, bidirectional=True), VOCAB, 2)
+    for directions in model.layers:
+        for rnn in directions:
+            assert rnn.nonlinearity == "relu"
+            assert torch.equal(rnn.weight_hh_l0, torch.eye(rnn.hidden_size))
+            assert not rnn.bias_hh_l0.any() and not rnn.bias_ih_l0.any()
+    tanh = build_model("rnn", RNNConfig(nonlinearity="tanh", recurrent_init="default"), VOCAB, 2).layers[0][0]
+    assert tanh.nonlinearity == "tanh" and not torch.equal(tanh.weight_hh_l0, torch.eye(tanh.hidden_size))
+    with pytest.raises(UserError, match="unknown config key model.nonlinearity"):
+        load_settings("lstm", sets=["model.nonlinearity=relu"])
+    with pytest.raises(UserError, match="model.nonlinearity must be one of"):
+        load_settings("rnn", sets=["model.nonlinearity=sigmoid"])
+
+
 def test_seed_sized_models_match_the_study():
-    assert 300_000 < count_params(build_model("rnn", RecurrentConfig(), 5002, 2))[0] < 340_000
+    assert 300_000 < count_params(build_model("rnn", RNNConfig(), 5002, 2))[0] < 340_000
     assert 320_000 < count_params(build_model("lstm", RecurrentConfig(), 5002, 2))[0] < 360_000
     assert 330_000 < count_params(build_model("transformer", TransformerConfig(), 5002, 2))[0] < 420_000
 
