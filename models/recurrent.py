@@ -60,7 +60,7 @@ class RecurrentClassifier(nn.Module):
             nn.ModuleList(layer(cfg.embed_dim if i == 0 else cfg.hidden_dim * self.directions, cfg.hidden_dim,
                                 batch_first=True, **options) for _ in range(self.directions))
             for i in range(cfg.num_layers))
-        if getattr(cfg, "recurrent_init", "default") == "identity":
+        if cell == "rnn" and cfg.recurrent_init == "identity":
             self._identity_init()
         self.head = nn.Linear(cfg.hidden_dim * self.directions, num_classes)
 
