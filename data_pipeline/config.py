@@ -2,8 +2,8 @@
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from search.errors import UserError
-from search.typed import check_range
+from configs.errors import UserError
+from configs.typed import check_range
 
 BUILTIN_DATASETS = ("imdb", "rotten_tomatoes", "20newsgroups")
 

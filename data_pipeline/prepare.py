@@ -18,7 +18,7 @@ from tabulate import tabulate
 from data_pipeline.config import DataConfig
 from data_pipeline.sources import RawDataset, fingerprint, load_source
 from data_pipeline.text import process
-from search.errors import UserError
+from configs.errors import UserError
 
 PIPELINE_VERSION = 2
 PAD, UNK = "<PAD>", "<UNK>"

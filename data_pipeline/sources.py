@@ -1,6 +1,7 @@
 """Data sources. Each returns a RawDataset: texts, integer labels, label names and a name.
 
-A new source is one function here plus one line in `load_source`.
+A new built-in source is a loader function here, a branch in `load_source`, a branch in `fingerprint` (what
+identifies its content for the cache) and its name in BUILTIN_DATASETS (data_pipeline/config.py).
 """
 import io
 import os
@@ -12,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from data_pipeline.config import BUILTIN_DATASETS, DataConfig
-from search.errors import UserError
+from configs.errors import UserError
 
 NG_ARCHIVE_ENV = "SWEETSPOT_20NG_ARCHIVE"
 TECHNICAL_PREFIXES = ("comp.", "sci.")

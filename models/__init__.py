@@ -1,31 +1,50 @@
-"""Model registry: every architecture is made by name with `build_model`.
+"""Model registry: every architecture is made by name with `build_model`, and its entry owns all that
+differs between models: its config class (knobs and defaults), how it is built, what it reads, which knobs
+change what it reads, and how it is timed from raw text.
 
-A new architecture is one module here, one line in MODELS and one configs/<name>.yaml.
+A new architecture is one module here, one `register(...)` line below and one configs/<name>.yaml.
 """
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 from torch import nn
 
+from configs.errors import UserError
 from models.encoder import EncoderClassifier, EncoderConfig
+from models.features import encoder_inputs, encoder_text_model
+from models.inputs import vocab_inputs
 from models.recurrent import RecurrentClassifier, RecurrentConfig, RNNConfig
 from models.transformer import TransformerClassifier, TransformerConfig
-from search.errors import UserError
 
 
 @dataclass(frozen=True)
 class Entry:
-    config: type
-    build: Callable[..., nn.Module]
-    uses_vocab: bool  # False: the model brings its own tokenizer
+    config: type  # a dataclass: its fields are the model.* knobs, its defaults the shipped defaults
+    build: Callable[..., nn.Module]  # (cfg, num_classes, info) -> module; info comes from `inputs`
+    # (cfg, data, splits, cache_dir) -> ({split: {name: tensor, "labels": tensor}}, info)
+    inputs: Callable[..., tuple[dict, dict]]
+    input_keys: tuple[str, ...] = ()  # model.* knobs that change the inputs: each value needs its own inputs
+    # (model, cfg, num_classes, texts) -> (a model that reads the tensors, tensors made from the texts), for
+    # timing from text; None: the model's own inputs are already made from text cheaply (vocabulary ids)
+    text_model: Optional[Callable[..., tuple[nn.Module, dict]]] = None
 
 
-MODELS = {
-    "rnn": Entry(RNNConfig, lambda cfg, v, k: RecurrentClassifier("rnn", cfg, v, k), True),
-    "lstm": Entry(RecurrentConfig, lambda cfg, v, k: RecurrentClassifier("lstm", cfg, v, k), True),
-    "transformer": Entry(TransformerConfig, lambda cfg, v, k: TransformerClassifier(cfg, v, k), True),
-    "distilbert": Entry(EncoderConfig, lambda cfg, v, k, **kw: EncoderClassifier(cfg, k, **kw), False),
-}
+MODELS: dict[str, Entry] = {}
+
+
+def register(name: str, entry: Entry) -> None:
+    MODELS[name] = entry
+
+
+register("rnn", Entry(RNNConfig, lambda cfg, k, info: RecurrentClassifier("rnn", cfg, info["vocab_size"], k),
+                      vocab_inputs))
+register("lstm", Entry(RecurrentConfig, lambda cfg, k, info: RecurrentClassifier("lstm", cfg, info["vocab_size"], k),
+                       vocab_inputs))
+register("transformer", Entry(TransformerConfig,
+                              lambda cfg, k, info: TransformerClassifier(cfg, info["vocab_size"], k), vocab_inputs))
+register("distilbert", Entry(EncoderConfig, lambda cfg, k, info: EncoderClassifier(cfg, k, features_info=info),
+                             encoder_inputs, ("model.encoder", "model.max_length", "model.pooling", "model.unfreeze_layers"),
+                             encoder_text_model))
 
 
 def entry(name: str) -> Entry:
@@ -34,9 +53,9 @@ def entry(name: str) -> Entry:
     return MODELS[name]
 
 
-def build_model(name: str, cfg, vocab_size: int, num_classes: int, **extra) -> nn.Module:
-    """extra: model-specific inputs, e.g. features_info for a frozen encoder trained on cached features."""
-    return entry(name).build(cfg, vocab_size, num_classes, **extra)
+def build_model(name: str, cfg, num_classes: int, info: dict) -> nn.Module:
+    """info: what the model's inputs say about themselves (vocabulary size, cached-feature sizes)."""
+    return entry(name).build(cfg, num_classes, info)
 
 
 def count_params(model: nn.Module) -> tuple[int, int]:

@@ -11,8 +11,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from search.errors import UserError
-from search.typed import check_range
+from configs.errors import UserError
+from configs.typed import check_range
 
 
 @dataclass

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from models.layers import Dropout, dropout
-from search.typed import check_range
+from configs.typed import check_range
 
 
 @dataclass

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from models.layers import Dropout, EncoderLayer
-from search.errors import UserError
-from search.typed import check_range
+from configs.errors import UserError
+from configs.typed import check_range
 
 
 @dataclass

@@ -18,13 +18,13 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
+from configs.errors import cli_entry
 from data_pipeline import DataConfig, prepare
-from models import MODELS, build_model
+from models import MODELS, build_model, entry
 from search.engine import TrainConfig, fit, seed_everything, set_threads
-from search.errors import cli_entry
-from search.inputs import model_inputs
+from search.inputs import sweep_inputs
 from search.retrain import inference_rate
-from search.settings import load_settings
+from search.settings import apply_params, load_settings
 
 CUSTOM = ("rnn", "lstm", "transformer")
 
@@ -82,17 +82,23 @@ def reference_epoch(model, train, val, cfg: TrainConfig, generator) -> None:
 reference_epoch.optimizers = {}
 
 
+def default_model(name: str, data, splits=("train", "val")):
+    """(the model with its config class's defaults, untrained, and its inputs)."""
+    cfg = MODELS[name].config()
+    inputs, info = entry(name).inputs(cfg, data, splits)
+    return build_model(name, cfg, data.num_classes, info), inputs
+
+
 def epoch_times(plan: Plan, data) -> list[list]:
-    inputs, _ = model_inputs("lstm", None, data)
     rows = []
     for name in CUSTOM:
         for batch in plan.batch_sizes:
             cfg = TrainConfig(batch_size=batch, max_epochs=plan.epochs, patience=plan.epochs + 1)
             seed_everything(0)
-            model = build_model(name, MODELS[name].config(), len(data.vocab), 2)
+            model, inputs = default_model(name, data)
             history = fit(model, inputs["train"], inputs["val"], cfg).history
             ours = statistics.median(h.seconds for h in history)
-            ref_model = build_model(name, MODELS[name].config(), len(data.vocab), 2)
+            ref_model, _ = default_model(name, data)
             gen = torch.Generator().manual_seed(0)
             ref = median_time(lambda: reference_epoch(ref_model, inputs["train"], inputs["val"], cfg, gen), plan.epochs)
             rows.append([name, batch, f"{ours:.3f}", f"{ref:.3f}", f"{ours / ref:.2f}"])
@@ -100,11 +106,10 @@ def epoch_times(plan: Plan, data) -> list[list]:
 
 
 def inference_rates(plan: Plan, data, encoder: str | None) -> list[list]:
-    inputs, _ = model_inputs("lstm", None, data, ("val",))
-    val = inputs["val"]
     rows = []
     for name in CUSTOM:
-        model = build_model(name, MODELS[name].config(), len(data.vocab), 2).eval()
+        model, inputs = default_model(name, data, ("val",))
+        val = inputs["val"]
         one = {k: v[:64] for k, v in val.items()}
         rate1 = inference_rate(model, one, batch_size=1, repeats=plan.repeats)
         rate256 = inference_rate(model, val, batch_size=256, repeats=plan.repeats)
@@ -115,14 +120,11 @@ def inference_rates(plan: Plan, data, encoder: str | None) -> list[list]:
 
 
 def encoder_inference(plan: Plan, data, encoder: str) -> list:
-    from data_pipeline.features import tokenize
-    from models.encoder import EncoderClassifier, EncoderConfig, load_encoder
+    from models.encoder import EncoderClassifier, EncoderConfig
 
     cfg = EncoderConfig(encoder=encoder)
-    tokenizer, enc = load_encoder(encoder)
-    model = EncoderClassifier(cfg, 2, encoder=enc).eval()
     texts = data.val.clean_texts[: min(256, plan.encoder_texts)]
-    tokens = tokenize(tokenizer, texts, cfg.max_length) | {"labels": torch.zeros(len(texts), dtype=torch.int64)}
+    model, tokens = entry("distilbert").text_model(EncoderClassifier(cfg, 2), cfg, 2, texts)
     few = {k: v[:16] for k, v in tokens.items()}
     rate1 = inference_rate(model, few, batch_size=1, repeats=1)
     rate256 = inference_rate(model, tokens, batch_size=256, repeats=1)
@@ -159,8 +161,8 @@ def peak_rss(plan: Plan, encoder: str | None) -> list[list]:
 
 
 def frozen_encoder(plan: Plan, data, encoder: str) -> list[list]:
-    from data_pipeline.features import encode_texts, frozen_features
     from models.encoder import EncoderConfig, load_encoder
+    from models.features import encode_texts, frozen_features
 
     cfg = EncoderConfig(encoder=encoder)
     loaded = load_encoder(encoder)
@@ -169,9 +171,9 @@ def frozen_encoder(plan: Plan, data, encoder: str) -> list[list]:
         frozen_features(data, cfg, cache, loaded=loaded)
         encode_once = time.perf_counter() - start
         start = time.perf_counter()
-        inputs, extra = model_inputs("distilbert", cfg, data, ("train", "val"), cache)
+        inputs, info = entry("distilbert").inputs(cfg, data, ("train", "val"), cache)
         load_cached = time.perf_counter() - start
-    model = build_model("distilbert", cfg, 0, 2, **extra)
+    model = build_model("distilbert", cfg, 2, info)
     cached_epoch = statistics.median(h.seconds for h in fit(model, inputs["train"], inputs["val"], TrainConfig(
         batch_size=8, max_epochs=plan.epochs, patience=plan.epochs + 1)).history)
     texts = data.train.clean_texts + data.val.clean_texts
@@ -196,24 +198,15 @@ def sweep_settings(plan: Plan, trials: int, epochs: int, asha: bool):
     return settings
 
 
-def plain_optuna(settings, inputs, vocab_size: int) -> float:
+def plain_optuna(settings, data) -> float:
     import optuna
 
-    from search.settings import apply_params
+    inputs, info = entry(settings.model_name).inputs(settings.model, data)
 
     def objective(trial):
-        params = {}
-        for key, rule in settings.search.space.items():
-            kind, args = next(iter(rule.items()))
-            if kind == "choice":
-                params[key] = trial.suggest_categorical(key, args)
-            elif kind == "randint":
-                params[key] = trial.suggest_int(key, int(args[0]), int(args[1]))
-            else:
-                params[key] = trial.suggest_float(key, float(args[0]), float(args[1]), log=kind == "loguniform")
-        cfg = apply_params(settings, params)
+        cfg = apply_params(settings, {key: rule.suggest(trial, key) for key, rule in settings.space.items()})
         seed_everything(cfg.train.seed)
-        model = build_model("lstm", cfg.model, vocab_size, 2)
+        model = build_model(cfg.model_name, cfg.model, data.num_classes, info)
         return fit(model, inputs["train"], inputs["val"], cfg.train).best_val_loss
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -223,39 +216,37 @@ def plain_optuna(settings, inputs, vocab_size: int) -> float:
     return time.perf_counter() - start
 
 
-def ray_sweep(settings, inputs, vocab_size: int, cpus: int):
+def ray_sweep(settings, data, cpus: int):
     from search.sweep import run_search
 
+    inputs, infos = sweep_inputs(settings, data)
     with tempfile.TemporaryDirectory() as runs:
         start = time.perf_counter()
-        records, _ = run_search(settings, {"vocab": inputs}, {"vocab": {}}, vocab_size, 2, Path(runs) / "lstm", cpus,
-                                "bench")
+        records, _ = run_search(settings, inputs, infos, data.num_classes, Path(runs) / "lstm", cpus, "bench")
         return time.perf_counter() - start, records
 
 
 def tune_overhead(plan: Plan, data) -> list[list]:
     from search.sweep import connect
 
-    inputs, _ = model_inputs("lstm", None, data)
     cpus = len(os.sched_getaffinity(0))
     start = time.perf_counter()
     connect(None, cpus)
     ray_init = time.perf_counter() - start
     settings = sweep_settings(plan, plan.sweep_trials, plan.sweep_epochs, asha=False)
     settings.train.threads = cpus
-    optuna_wall = plain_optuna(settings, inputs, len(data.vocab))
-    ray_wall, _ = ray_sweep(settings, inputs, len(data.vocab), cpus)
+    optuna_wall = plain_optuna(settings, data)
+    ray_wall, _ = ray_sweep(settings, data, cpus)
     return [[f"{plan.sweep_trials} trials x {plan.sweep_epochs} epochs, LSTM", f"{optuna_wall:.1f}", f"{ray_wall:.1f}",
              f"{ray_wall / optuna_wall:.2f}", f"{ray_init:.1f}"]]
 
 
 def asha_saving(plan: Plan, data) -> list[list]:
-    inputs, _ = model_inputs("lstm", None, data)
     cpus = len(os.sched_getaffinity(0))
     rows = []
     for asha in (False, True):
         settings = sweep_settings(plan, plan.asha_trials, 10 if plan is FULL else 2, asha)
-        wall, records = ray_sweep(settings, inputs, len(data.vocab), cpus)
+        wall, records = ray_sweep(settings, data, cpus)
         done = [r for r in records if r.best_val_acc is not None]
         best = min(done, key=lambda r: r.best_val_loss)
         rows.append(["ASHA" if asha else "no early stopping", len(records), sum(r.epochs for r in records),

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from search.errors import UserError
-from search.typed import check_range
+from configs.errors import UserError
+from configs.typed import check_range
 
 Tensors = dict[str, torch.Tensor]
 
@@ -63,10 +63,6 @@ class FitResult:
     best_epoch: int = 0
     best_val_loss: float = math.inf
     stopped_early: bool = False
-
-    def as_dict(self) -> dict:
-        return {"best_epoch": self.best_epoch, "best_val_loss": self.best_val_loss,
-                "stopped_early": self.stopped_early, "history": [asdict(h) for h in self.history]}
 
 
 class TrainingDiverged(UserError):

@@ -8,17 +8,18 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from search.errors import UserError, cli_entry
+from configs.errors import UserError, cli_entry
+from models import MODELS
 
 HEADERS = ["model", "test acc (mean ± std)", "precision", "recall", "F1", "params (total / trainable)",
            "trials (done / stopped / failed)", "search wall", "epoch s", "inference /s", "peak RSS MB (best trial)",
            "best hyperparameters", "flags"]
-MODEL_ORDER = ("rnn", "lstm", "transformer", "distilbert")
 
 
 def load_sweep(sweep_dir: Path) -> tuple[list[dict], dict | None]:
     summaries = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/summary.json"))]
-    summaries.sort(key=lambda s: MODEL_ORDER.index(s["model"]) if s["model"] in MODEL_ORDER else 99)
+    order = list(MODELS)  # the registry's order
+    summaries.sort(key=lambda s: (order.index(s["model"]) if s["model"] in order else len(order), s["model"]))
     baseline_file = sweep_dir / "baseline.json"
     return summaries, json.loads(baseline_file.read_text()) if baseline_file.is_file() else None
 

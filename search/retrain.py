@@ -3,12 +3,10 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
 from safetensors.torch import save_file
 
-from models import count_params
+from models import build_model, count_params, entry
 from search.engine import evaluate, fit, predict, seed_everything, trainable_state
-from search.inputs import make_model
 from search.settings import Settings, apply_params
 
 METRICS = ("accuracy", "precision", "recall", "f1")
@@ -24,36 +22,33 @@ def inference_rate(model, data: dict, batch_size: int = 256, repeats: int = 3) -
     return len(data["labels"]) / statistics.median(times)
 
 
-def end_to_end_rate(model, model_cfg, texts: list[str], batch_size: int = 128) -> float:
-    """Samples per second from text for a head trained on cached features: the encoder runs too."""
-    from data_pipeline.features import tokenize
-    from models.encoder import EncoderClassifier, load_encoder
-
-    tokenizer, encoder = load_encoder(model_cfg.encoder)
-    full = EncoderClassifier(model_cfg, model.head[-1].out_features, encoder=encoder)
-    full.head.load_state_dict(model.head.state_dict())
-    data = tokenize(tokenizer, texts, model_cfg.max_length) | {"labels": torch.zeros(len(texts), dtype=torch.int64)}
-    return inference_rate(full, data, batch_size, repeats=1)
+def text_inference_rate(settings: Settings, model, num_classes: int, texts: list[str], tensors: dict) -> float:
+    """Samples per second from text where the model's own inputs are costly to make from text (a head on
+    cached encoder features: the encoder runs too); else from its own tensors."""
+    text_model = entry(settings.model_name).text_model
+    if text_model is None:
+        return inference_rate(model, tensors)
+    full, tokens = text_model(model, settings.model, num_classes, texts)
+    return inference_rate(full, tokens, batch_size=128, repeats=1)
 
 
-def retrain(settings: Settings, best_params: dict, inputs: dict, extra: dict, vocab_size: int, num_classes: int,
-            seeds: list[int], cpus: int, out_dir: Path, test_texts: list[str] | None = None) -> dict:
-    """test_texts: the raw test texts, to time a frozen-encoder model from text rather than from its features."""
+def retrain(best: Settings, inputs: dict, info: dict, num_classes: int, seeds: list[int], cpus: int, out_dir: Path,
+            test_texts: list[str]) -> dict:
+    """best: the chosen configuration; inputs: its train, val and test tensors; test_texts: the test texts as
+    the model would receive them, to time inference from text."""
     runs = []
     for seed in seeds:
-        cfg = apply_params(settings, best_params | {"train.seed": seed, "train.threads": cpus})
+        cfg = apply_params(best, {"train.seed": seed, "train.threads": cpus})
         seed_everything(seed)
-        model = make_model(cfg.model_name, cfg.model, vocab_size, num_classes, extra)
+        model = build_model(cfg.model_name, cfg.model, num_classes, info)
         result = fit(model, inputs["train"], inputs["val"], cfg.train)
         test = evaluate(model, inputs["test"], num_classes, cfg.train.eval_batch_size)
         save_file({k: v.contiguous() for k, v in trainable_state(model).items()},
                   str(out_dir / f"weights-seed{seed}.safetensors"))
         last = result.history[-1]
         params, trainable = count_params(model)
-        if "features" in inputs["test"] and test_texts:
-            rate = end_to_end_rate(model, cfg.model, test_texts[:256]) if not runs else runs[0]["inference_per_s"]
-        else:
-            rate = inference_rate(model, inputs["test"])
+        rate = (runs[0]["inference_per_s"] if runs and entry(cfg.model_name).text_model
+                else text_inference_rate(cfg, model, num_classes, test_texts[:256], inputs["test"]))
         runs.append({"seed": seed, "test": test, "epochs": len(result.history), "best_epoch": result.best_epoch,
                      "mean_epoch_s": statistics.mean(h.seconds for h in result.history),
                      "inference_per_s": rate, "overfitting": last.overfitting,

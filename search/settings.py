@@ -1,5 +1,9 @@
-"""Settings for one model: configs/data.yaml + configs/<model>.yaml (or the user's file) + CLI overrides,
-loaded into typed dataclasses and validated before any work starts."""
+"""Settings for one model: the config classes' defaults, then configs/data.yaml and configs/<model>.yaml (or
+the user's file), then CLI overrides; loaded into typed dataclasses and validated before any work starts.
+
+Each default is written once, in its dataclass (DataConfig, the model's config, TrainConfig, SearchConfig).
+The YAML files hold only what differs from those defaults, and the search space.
+"""
 import copy
 import dataclasses
 import re
@@ -9,23 +13,24 @@ from pathlib import Path
 
 import yaml
 
+from configs.errors import UserError
+from configs.typed import check_range, from_dict
 from data_pipeline.config import DataConfig
 from models import entry
 from search.engine import TrainConfig
-from search.errors import UserError
-from search.typed import check_range, from_dict
+from search.space import Rule, parse_space
 
-SPACE_KINDS = ("uniform", "loguniform", "choice", "randint")
+SECTIONS = ("data", "model", "train", "search")
 
 
 @dataclass
 class SearchConfig:
     trials: int = 20
-    seeds: int = 3
-    grace_period: int = 2
+    seeds: int = 3  # the final retrain of the best configuration
+    grace_period: int = 2  # ASHA: epochs before a trial can be stopped
     reduction_factor: int = 3
-    memory_budget: str = "2GB"
-    space: dict = field(default_factory=dict)
+    memory_budget: str = "2GB"  # per trial, enforced
+    space: dict = field(default_factory=dict)  # {dotted key: {kind: args}}, as written in YAML
 
     def validate(self) -> None:
         check_range(self, "search", trials=(1, None, True), seeds=(1, None, True), grace_period=(1, None, True),
@@ -40,12 +45,21 @@ class Settings:
     model: object
     train: TrainConfig
     search: SearchConfig
+    space: dict[str, Rule] = field(default_factory=dict)  # search.space, parsed
 
     def section(self, name: str):
         return getattr(self, name)
 
+    def get(self, key: str):
+        section, _, name = key.partition(".")
+        return getattr(self.section(section), name)
+
+    def knobs(self) -> set[str]:
+        """Every dotted key the search may set."""
+        return {f"{s}.{f.name}" for s in ("model", "train") for f in dataclasses.fields(self.section(s))}
+
     def as_dict(self) -> dict:
-        return {name: dataclasses.asdict(self.section(name)) for name in ("data", "model", "train", "search")}
+        return {name: dataclasses.asdict(self.section(name)) for name in SECTIONS}
 
 
 def parse_bytes(text: str) -> int:
@@ -79,22 +93,27 @@ def load_settings(model_name: str, overrides: dict | None = None, sets: list[str
     """overrides: {"train.max_epochs": 3, ...} from named flags; sets: ["section.key=value", ...] from --set."""
     model_entry = entry(model_name)
     raw = copy.deepcopy(read_yaml(shipped("data")))
-    model_yaml = read_yaml(Path(config_file)) if config_file else read_yaml(shipped(model_name))
-    unknown = set(model_yaml) - {"data", "model", "train", "search"}
+    if config_file:
+        model_yaml = read_yaml(Path(config_file))
+    elif shipped(model_name).is_file():
+        model_yaml = read_yaml(shipped(model_name))
+    else:
+        raise UserError(f"model {model_name!r} has no configs/{model_name}.yaml; pass --config FILE")
+    unknown = set(model_yaml) - set(SECTIONS)
     if unknown:
         raise UserError(f"unknown config section {sorted(unknown)[0]!r}; sections are data, model, train, search")
     for section, values in model_yaml.items():
         raw.setdefault(section, {}).update(values or {})
     for key, value in {**(overrides or {}), **parse_sets(sets)}.items():
         section, _, name = key.partition(".")
-        if section not in ("data", "model", "train", "search") or not name:
+        if section not in SECTIONS or not name:
             raise UserError(f"--set {key}: keys look like data.KEY, model.KEY, train.KEY or search.KEY")
         raw.setdefault(section, {})[name] = value
     settings = Settings(model_name, from_dict(DataConfig, raw.get("data"), "data"),
                         from_dict(model_entry.config, raw.get("model"), "model"),
                         from_dict(TrainConfig, raw.get("train"), "train"),
                         from_dict(SearchConfig, raw.get("search"), "search"))
-    validate_space(settings)
+    settings.space = parse_space(settings.search.space, settings.knobs(), model_entry.input_keys)
     return settings
 
 
@@ -108,30 +127,11 @@ def parse_sets(sets: list[str]) -> dict:
     return out
 
 
-def validate_space(settings: Settings) -> None:
-    for key, spec in settings.search.space.items():
-        section, _, name = key.partition(".")
-        if section not in ("model", "train") or name not in {f.name for f in dataclasses.fields(settings.section(section))}:
-            raise UserError(f"search.space key {key!r} names no model.* or train.* setting")
-        if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in SPACE_KINDS:
-            raise UserError(f"search.space.{key} must be one of {{uniform|loguniform|randint: [low, high]}} "
-                            f"or {{choice: [values]}}, got {spec!r}")
-        kind, args = next(iter(spec.items()))
-        if key in ("model.pooling", "model.max_length", "model.unfreeze_layers", "model.encoder") and kind != "choice":
-            raise UserError(f"search.space.{key} changes the model's inputs and must be a choice: {{choice: [...]}}")
-        if not isinstance(args, list) or not args or (kind != "choice" and len(args) != 2):
-            raise UserError(f"search.space.{key}: {kind} takes " + ("a list of values" if kind == "choice" else "[low, high]"))
-        if kind != "choice" and not float(args[0]) < float(args[1]):
-            raise UserError(f"search.space.{key}: low must be below high, got {args}")
-        if kind == "loguniform" and float(args[0]) <= 0:
-            raise UserError(f"search.space.{key}: loguniform needs low > 0, got {args[0]}")
-
-
 def apply_params(settings: Settings, params: dict) -> Settings:
     """A copy of settings with {"model.dropout": 0.2, ...} applied and validated."""
     out = copy.deepcopy(settings)
-    for key, value in params.items():
-        section, _, name = key.partition(".")
-        values = dataclasses.asdict(out.section(section)) | {name: value}
+    for section in {key.partition(".")[0] for key in params}:
+        values = dataclasses.asdict(out.section(section))
+        values |= {key.partition(".")[2]: v for key, v in params.items() if key.partition(".")[0] == section}
         setattr(out, section, from_dict(type(out.section(section)), values, section))
     return out

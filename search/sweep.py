@@ -16,9 +16,10 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from search.errors import UserError
+from configs.errors import UserError
 from search.settings import Settings, parse_bytes
-from search.trial import KILL_NOTE, flatten, run_trial
+from search.space import seed_point
+from search.trial import KILL_NOTE, run_trial
 
 SEARCH_METRIC = "best_val_loss"  # what TPE minimises: the trial's best validation loss so far
 ASHA_METRIC = "val_loss"  # what ASHA compares at each rung
@@ -61,32 +62,6 @@ class TrialRecord:
     overfitting: bool = False
     collapse: bool = False
     history: list = field(default_factory=list, repr=False)
-
-
-def search_space(spec: dict) -> dict:
-    kinds = {"uniform": tune.uniform, "loguniform": tune.loguniform,
-             "randint": lambda lo, hi: tune.randint(lo, hi + 1), "choice": lambda *values: tune.choice(list(values))}
-    space: dict = {}
-    for key, rule in spec.items():
-        section, _, name = key.partition(".")
-        kind, args = next(iter(rule.items()))
-        args = [float(a) for a in args] if kind in ("uniform", "loguniform") else args
-        space.setdefault(section, {})[name] = kinds[kind](*args)
-    return space
-
-
-def seed_point(settings: Settings) -> dict | None:
-    """The configured defaults (the original study's choice) as the first trial, when the space contains them."""
-    point: dict = {}
-    for key, rule in settings.search.space.items():
-        section, _, name = key.partition(".")
-        value = getattr(settings.section(section), name)
-        kind, args = next(iter(rule.items()))
-        inside = value in args if kind == "choice" else float(args[0]) <= float(value) <= float(args[1])
-        if not inside:
-            return None
-        point.setdefault(section, {})[name] = value
-    return point
 
 
 def connect(address: str | None, num_cpus: int | None = None) -> None:
@@ -162,16 +137,15 @@ class Progress(tune.Callback):
               f" | best val loss {best} | {per_trial:.1f}s/trial | ETA {eta:.0f}s", flush=True)
 
 
-def run_search(settings: Settings, inputs: dict, extras: dict, vocab_size: int, num_classes: int, exp_dir: Path,
-               cpus: int, label: str) -> tuple[list[TrialRecord], optuna.Study | None]:
-    """Run (or resume) the search and return one record per trial. inputs, extras: {variant: ...} for train
+def run_search(settings: Settings, inputs: dict, infos: dict, num_classes: int, exp_dir: Path, cpus: int,
+               label: str) -> tuple[list[TrialRecord], optuna.Study | None]:
+    """Run (or resume) the search and return one record per trial. inputs, infos: {variant: ...} for train
     and val (search.inputs.sweep_inputs); the test split is not among them."""
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")  # small state, saved often: a kill loses little
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0, the legacy reporter prints nothing
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, settings=settings, inputs=inputs, extras=extras, vocab_size=vocab_size,
-                             num_classes=num_classes, budget_bytes=parse_bytes(settings.search.memory_budget),
-                             cpus=cpus),
+        tune.with_parameters(run_trial, settings=settings, inputs=inputs, infos=infos, num_classes=num_classes,
+                             budget_bytes=parse_bytes(settings.search.memory_budget), cpus=cpus),
         {"cpu": cpus})
     exp_dir = exp_dir.resolve()
     if tune.Tuner.can_restore(str(exp_dir)):
@@ -187,9 +161,9 @@ def run_search(settings: Settings, inputs: dict, extras: dict, vocab_size: int, 
 
 
 def _new_tuner(settings: Settings, trainable, exp_dir: Path) -> tune.Tuner:
-    point = seed_point(settings)
-    searcher = PruneAwareOptunaSearch(space=search_space(settings.search.space), metric=SEARCH_METRIC, mode="min",
-                                      points_to_evaluate=[flatten_nested(point)] if point else None,
+    point = seed_point(settings.space, {key: settings.get(key) for key in settings.space})
+    searcher = PruneAwareOptunaSearch(space={key: rule.domain() for key, rule in settings.space.items()},
+                                      metric=SEARCH_METRIC, mode="min", points_to_evaluate=[point] if point else None,
                                       seed=settings.train.seed)
     scheduler = ASHAScheduler(metric=ASHA_METRIC, mode="min", max_t=settings.train.max_epochs,
                               grace_period=min(settings.search.grace_period, settings.train.max_epochs),
@@ -204,11 +178,6 @@ def _new_tuner(settings: Settings, trainable, exp_dir: Path) -> tune.Tuner:
                                   failure_config=tune.FailureConfig(max_failures=0)))
 
 
-def flatten_nested(point: dict) -> dict:
-    # OptunaSearch names nested parameters "section/name".
-    return {key.replace(".", "/"): value for key, value in flatten(point).items()}
-
-
 def _searcher(tuner: tune.Tuner) -> PruneAwareOptunaSearch | None:
     """Our searcher inside Ray's wrappers (ConcurrencyLimiter, SearchGenerator), for its Optuna study."""
     alg = tuner._local_tuner._tune_config.search_alg
@@ -220,7 +189,7 @@ def _searcher(tuner: tune.Tuner) -> PruneAwareOptunaSearch | None:
 def _record(result) -> TrialRecord:
     metrics = result.metrics or {}
     trial_id = metrics.get("trial_id") or Path(result.path).name
-    params = flatten(result.config or {})
+    params = dict(result.config or {})
     frame = result.metrics_dataframe
     history = frame.to_dict("records") if frame is not None else []
     seconds = float(metrics.get("time_total_s", 0.0))

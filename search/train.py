@@ -7,11 +7,10 @@ import json
 import time
 
 from data_pipeline.prepare import format_report, prepare
-from models import MODELS, count_params
+from configs.errors import cli_entry
+from models import MODELS, build_model, count_params, entry
 from search.cli import add_data_args, add_model_args, settings_from_args
 from search.engine import evaluate, fit, seed_everything
-from search.errors import cli_entry
-from search.inputs import make_model, model_inputs
 
 
 def parse_args(argv):
@@ -29,9 +28,9 @@ def main(argv=None):
     settings = settings_from_args(args.model, args)
     data = prepare(settings.data, args.cache_dir)
     print(format_report(data.report))
-    inputs, extra = model_inputs(args.model, settings.model, data, ("train", "val"), args.cache_dir)
+    inputs, info = entry(args.model).inputs(settings.model, data, ("train", "val"), args.cache_dir)
     seed_everything(settings.train.seed)
-    model = make_model(args.model, settings.model, len(data.vocab), data.num_classes, extra)
+    model = build_model(args.model, settings.model, data.num_classes, info)
     params, trainable = count_params(model)
     print(f"{args.model}: {params:,} parameters ({trainable:,} trainable)")
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from ray import tune
 
-from models import count_params
+from models import build_model, count_params
 from search.engine import fit, seed_everything
-from search.inputs import make_model, variant
+from search.inputs import variant
 from search.memory import MemoryWatch, release_memory
 from search.settings import Settings, apply_params
 
@@ -21,18 +21,10 @@ STATE_FILE = "state.pt"
 KILL_NOTE = "memory_kill.json"  # written just before the watchdog kills the process, read by the driver
 
 
-def flatten(config: dict, prefix: str = "") -> dict:
-    """{"model": {"dropout": 0.1}} -> {"model.dropout": 0.1}"""
-    out = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        out.update(flatten(value, name + ".") if isinstance(value, dict) else {name: value})
-    return out
-
-
-def run_trial(config: dict, settings: Settings, inputs: dict, extras: dict, vocab_size: int, num_classes: int,
-              budget_bytes: int, cpus: int) -> None:
-    """inputs, extras: {variant: ...} from search.inputs.sweep_inputs; the trial takes the one it needs."""
+def run_trial(config: dict, settings: Settings, inputs: dict, infos: dict, num_classes: int, budget_bytes: int,
+              cpus: int) -> None:
+    """config: {"model.dropout": 0.2, ...}, the sampled point; inputs, infos: {variant: ...} from
+    search.inputs.sweep_inputs, of which the trial takes the one its configuration reads."""
     trial_dir = Path(tune.get_context().get_trial_dir())
 
     def note_kill(reason: str) -> None:
@@ -40,12 +32,11 @@ def run_trial(config: dict, settings: Settings, inputs: dict, extras: dict, voca
 
     release_memory()  # what an earlier trial in this reused process freed
     with MemoryWatch(budget_bytes, on_kill=note_kill) as watch:
-        settings = apply_params(settings, flatten(config))
-        settings.train.threads = cpus
-        key = variant(settings.model_name, settings.model)
-        inputs, extra = inputs[key], extras[key]
+        settings = apply_params(settings, config | {"train.threads": cpus})
+        key = variant(settings)
+        inputs = inputs[key]
         seed_everything(settings.train.seed)
-        model = make_model(settings.model_name, settings.model, vocab_size, num_classes, extra)
+        model = build_model(settings.model_name, settings.model, num_classes, infos[key])
         params, trainable = count_params(model)
         watch.check()
         resume = _load_checkpoint()

@@ -15,14 +15,14 @@ from pathlib import Path
 import yaml
 
 from data_pipeline.prepare import format_report, prepare
-from models import MODELS
+from configs.errors import UserError, cli_entry, require
+from models import MODELS, entry
 from search.baseline import tfidf_baseline
 from search.cli import add_data_args, add_model_args, settings_from_args
-from search.errors import UserError, cli_entry, require
-from search.inputs import model_inputs, sweep_inputs
+from search.inputs import sweep_inputs
 from search.report import json_summary, load_sweep, write_leaderboard
 from search.retrain import retrain
-from search.settings import apply_params, parse_bytes
+from search.settings import SearchConfig, apply_params, parse_bytes
 
 STATES = ("completed", "stopped_early", "failed")
 
@@ -30,14 +30,15 @@ STATES = ("completed", "stopped_early", "failed")
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m search.tune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, choices=[*MODELS, "all"], help="architecture, or all four in turn")
+    parser.add_argument("--model", required=True, choices=[*MODELS, "all"], help="architecture, or every registered one in turn")
     add_data_args(parser)
     add_model_args(parser)
     g = parser.add_argument_group("search")
-    g.add_argument("--trials", type=int, help="trials per model (default 20, from configs/<model>.yaml)")
+    g.add_argument("--trials", type=int, help=f"trials per model (default {SearchConfig.trials})")
     g.add_argument("--cpus", type=int, help="CPUs per trial; torch uses as many threads (default: all)")
     g.add_argument("--memory-budget", help="enforced RSS limit per trial, e.g. 800MB or 3GB (default from config)")
-    g.add_argument("--seeds", type=int, help="seeds for the final retrain of the best configuration (default 3)")
+    g.add_argument("--seeds", type=int,
+                   help=f"seeds for the final retrain of the best configuration (default {SearchConfig.seeds})")
     g.add_argument("--name", help="sweep name (default: derived from the dataset)")
     g.add_argument("--runs-dir", default="runs", help="where sweeps live (default ./runs)")
     g.add_argument("--fresh", action="store_true", help="discard this sweep's saved state and start over")
@@ -115,11 +116,10 @@ def run_model(model_name: str, args, sweep_root: Path) -> dict:
     cpus = args.cpus or node_cpus()
     require(cpus <= node_cpus(), f"--cpus {cpus} is more than any Ray node has ({node_cpus()}); "
                                  "a trial would wait forever, so ask for fewer")
-    inputs, extras = sweep_inputs(settings, data, args.cache_dir)
+    inputs, infos = sweep_inputs(settings, data, args.cache_dir)
     print(f"[{model_name}] searching {settings.search.trials} trials, {cpus} CPU(s) and "
           f"{settings.search.memory_budget} per trial, state in {sweep_dir}", flush=True)
-    records, study = run_search(settings, inputs, extras, len(data.vocab), data.num_classes, sweep_dir, cpus,
-                                model_name)
+    records, study = run_search(settings, inputs, infos, data.num_classes, sweep_dir, cpus, model_name)
     search_wall = time.time() - start  # this run's; an interrupted earlier run's time is not counted
     write_trials(sweep_dir, records)
     counts = {s: sum(r.state == s for r in records) for s in STATES}
@@ -132,11 +132,11 @@ def run_model(model_name: str, args, sweep_root: Path) -> dict:
     print(f"[{model_name}] best trial {best.trial_id}: val loss {best.best_val_loss:.4f}, val acc "
           f"{best.best_val_acc:.4f}; retraining on {settings.search.seeds} seeds", flush=True)
     best_settings = apply_params(settings, best.params)
-    all_inputs, extra = model_inputs(model_name, best_settings.model, data, ("train", "val", "test"), args.cache_dir)
+    all_inputs, info = entry(model_name).inputs(best_settings.model, data, ("train", "val", "test"), args.cache_dir)
     seeds = [settings.train.seed + i for i in range(settings.search.seeds)]
-    result = retrain(settings, best.params, all_inputs, extra, len(data.vocab), data.num_classes, seeds,
-                     cpus, sweep_dir, data.test.clean_texts)
-    save_artifacts(sweep_dir, settings, best.params, data)
+    result = retrain(best_settings, all_inputs, info, data.num_classes, seeds, cpus, sweep_dir,
+                     data.test.clean_texts)
+    save_artifacts(sweep_dir, best_settings, data)
     summary = {"model": model_name, "dataset": data.name, "trials": counts | {"total": len(records)},
                "optuna_states": _optuna_states(study), "best_trial": best.trial_id, "best_params": best.params,
                "best_val_loss": best.best_val_loss, "best_val_acc": best.best_val_acc,
@@ -155,8 +155,8 @@ def _optuna_states(study) -> dict:
     return {s: states.count(s) for s in sorted(set(states))}
 
 
-def save_artifacts(sweep_dir: Path, settings, best_params: dict, data) -> None:
-    best = apply_params(settings, best_params).as_dict()
+def save_artifacts(sweep_dir: Path, best_settings, data) -> None:
+    best = best_settings.as_dict()
     (sweep_dir / "best_config.yaml").write_text(yaml.safe_dump({"model": best["model"], "train": best["train"]},
                                                                sort_keys=False))
     (sweep_dir / "vocab.json").write_text(json.dumps({"vocab": data.vocab, "label_names": data.label_names,

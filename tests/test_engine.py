@@ -6,23 +6,22 @@ import torch
 from torch import nn
 
 from data_pipeline import DataConfig, prepare
-from models import MODELS, build_model
+from models import MODELS, build_model, entry
 from search.engine import TrainConfig, TrainingDiverged, batches, fit, metrics, predict, seed_everything
-from search.inputs import model_inputs
 
 
 @pytest.fixture(scope="module")
 def ng_inputs(ng_archive):
     data = prepare(DataConfig(dataset="20newsgroups", data_path=str(ng_archive), train_size=600, val_size=200,
                               test_size=100))
-    return data, model_inputs("lstm", None, data)[0]
+    return data, entry("lstm").inputs(None, data)[0]
 
 
 @pytest.mark.parametrize("name", ["rnn", "lstm", "transformer"])
 def test_custom_models_learn_beyond_the_majority_class(name, ng_inputs):
     data, inputs = ng_inputs
     seed_everything(0)
-    model = build_model(name, MODELS[name].config(), len(data.vocab), 2)
+    model = build_model(name, MODELS[name].config(), 2, {"vocab_size": len(data.vocab)})
     result = fit(model, inputs["train"], inputs["val"], TrainConfig(lr=3e-3, max_epochs=8, patience=8))
     majority = data.report["val_majority_share"]
     best = max(h.val_acc for h in result.history)
@@ -31,9 +30,9 @@ def test_custom_models_learn_beyond_the_majority_class(name, ng_inputs):
 
 
 def test_best_state_is_restored_after_early_stopping(imdb_small):
-    inputs, _ = model_inputs("lstm", None, imdb_small)
+    inputs, _ = entry("lstm").inputs(None, imdb_small)
     seed_everything(1)
-    model = build_model("lstm", MODELS["lstm"].config(), len(imdb_small.vocab), 2)
+    model = build_model("lstm", MODELS["lstm"].config(), 2, {"vocab_size": len(imdb_small.vocab)})
     cfg = TrainConfig(lr=1e-2, max_epochs=12, patience=2)
     result = fit(model, inputs["train"], inputs["val"], cfg)
     assert result.stopped_early and result.best_epoch < len(result.history)
@@ -44,7 +43,7 @@ def test_best_state_is_restored_after_early_stopping(imdb_small):
 
 
 def test_resume_from_a_snapshot_continues_exactly(imdb_small):
-    inputs, _ = model_inputs("lstm", None, imdb_small)
+    inputs, _ = entry("lstm").inputs(None, imdb_small)
     cfg = TrainConfig(max_epochs=3, patience=5)
     snapshots = {}
 
@@ -52,10 +51,10 @@ def test_resume_from_a_snapshot_continues_exactly(imdb_small):
         snapshots[stats.epoch] = copy.deepcopy(snapshot())
 
     seed_everything(3)
-    straight = fit(build_model("lstm", MODELS["lstm"].config(), len(imdb_small.vocab), 2), inputs["train"],
+    straight = fit(build_model("lstm", MODELS["lstm"].config(), 2, {"vocab_size": len(imdb_small.vocab)}), inputs["train"],
                    inputs["val"], cfg, on_epoch=keep)
     seed_everything(99)  # a different init: everything must come from the snapshot
-    resumed = fit(build_model("lstm", MODELS["lstm"].config(), len(imdb_small.vocab), 2), inputs["train"],
+    resumed = fit(build_model("lstm", MODELS["lstm"].config(), 2, {"vocab_size": len(imdb_small.vocab)}), inputs["train"],
                   inputs["val"], cfg, resume=snapshots[2])
     assert len(resumed.history) == 3
     assert resumed.history[2].val_loss == pytest.approx(straight.history[2].val_loss, abs=1e-6)
@@ -87,8 +86,8 @@ def test_bucketed_batches_cover_every_row_once_and_trim_padding():
 
 
 def test_predict_keeps_row_order_with_length_sorting(imdb_small):
-    inputs, _ = model_inputs("lstm", None, imdb_small)
-    model = build_model("lstm", MODELS["lstm"].config(), len(imdb_small.vocab), 2)
+    inputs, _ = entry("lstm").inputs(None, imdb_small)
+    model = build_model("lstm", MODELS["lstm"].config(), 2, {"vocab_size": len(imdb_small.vocab)})
     whole = predict(model, inputs["val"], batch_size=1000)
     one_by_one = torch.cat([predict(model, {k: v[i : i + 1] for k, v in inputs["val"].items()}) for i in range(10)])
     assert torch.allclose(whole[:10], one_by_one, atol=1e-5)

@@ -5,7 +5,7 @@ from models import MODELS, build_model, count_params
 from models.encoder import EncoderClassifier, EncoderConfig
 from models.recurrent import RecurrentConfig, RNNConfig
 from models.transformer import TransformerConfig
-from search.errors import UserError
+from configs.errors import UserError
 from search.settings import load_settings
 
 VOCAB = 50
@@ -27,7 +27,7 @@ CUSTOM = [("rnn", RNNConfig()), ("lstm", RecurrentConfig()),
 @pytest.mark.parametrize("name,cfg", CUSTOM, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CUSTOM)])
 def test_appending_pad_does_not_change_output(name, cfg):
     torch.manual_seed(0)
-    model = build_model(name, cfg, VOCAB, 3).eval()
+    model = build_model(name, cfg, 3, {"vocab_size": VOCAB}).eval()
     short = batch([5, 12, 1, 9], width=12)
     padded = {"ids": torch.cat([short["ids"], torch.zeros(4, 40, dtype=torch.int64)], 1), "lengths": short["lengths"]}
     with torch.no_grad():
@@ -37,7 +37,7 @@ def test_appending_pad_does_not_change_output(name, cfg):
 @pytest.mark.parametrize("name", ["rnn", "lstm", "transformer"])
 def test_output_depends_on_real_tokens(name):
     torch.manual_seed(0)
-    model = build_model(name, MODELS[name].config(), VOCAB, 2).eval()
+    model = build_model(name, MODELS[name].config(), 2, {"vocab_size": VOCAB}).eval()
     x = batch([8, 8], width=8)
     y = {"ids": x["ids"].clone(), "lengths": x["lengths"]}
     y["ids"][:, 7] = (y["ids"][:, 7] + 1) % (VOCAB - 2) + 2  # change only the last real token
@@ -46,13 +46,13 @@ def test_output_depends_on_real_tokens(name):
 
 
 def test_rnn_defaults_to_an_irnn_and_the_lstm_has_no_such_knobs():
-    model = build_model("rnn", RNNConfig(num_layers=2, bidirectional=True), VOCAB, 2)
+    model = build_model("rnn", RNNConfig(num_layers=2, bidirectional=True), 2, {"vocab_size": VOCAB})
     for directions in model.layers:
         for rnn in directions:
             assert rnn.nonlinearity == "relu"
             assert torch.equal(rnn.weight_hh_l0, torch.eye(rnn.hidden_size))
             assert not rnn.bias_hh_l0.any() and not rnn.bias_ih_l0.any()
-    tanh = build_model("rnn", RNNConfig(nonlinearity="tanh", recurrent_init="default"), VOCAB, 2).layers[0][0]
+    tanh = build_model("rnn", RNNConfig(nonlinearity="tanh", recurrent_init="default"), 2, {"vocab_size": VOCAB}).layers[0][0]
     assert tanh.nonlinearity == "tanh" and not torch.equal(tanh.weight_hh_l0, torch.eye(tanh.hidden_size))
     with pytest.raises(UserError, match="unknown config key model.nonlinearity"):
         load_settings("lstm", sets=["model.nonlinearity=relu"])
@@ -61,19 +61,19 @@ def test_rnn_defaults_to_an_irnn_and_the_lstm_has_no_such_knobs():
 
 
 def test_seed_sized_models_match_the_study():
-    assert 300_000 < count_params(build_model("rnn", RNNConfig(), 5002, 2))[0] < 340_000
-    assert 320_000 < count_params(build_model("lstm", RecurrentConfig(), 5002, 2))[0] < 360_000
-    assert 330_000 < count_params(build_model("transformer", TransformerConfig(), 5002, 2))[0] < 420_000
+    assert 300_000 < count_params(build_model("rnn", RNNConfig(), 2, {"vocab_size": 5002}))[0] < 340_000
+    assert 320_000 < count_params(build_model("lstm", RecurrentConfig(), 2, {"vocab_size": 5002}))[0] < 360_000
+    assert 330_000 < count_params(build_model("transformer", TransformerConfig(), 2, {"vocab_size": 5002}))[0] < 420_000
 
 
 def test_unknown_model_is_a_user_error():
     with pytest.raises(UserError, match="unknown model 'gru'"):
-        build_model("gru", None, VOCAB, 2)
+        build_model("gru", None, 2, {"vocab_size": VOCAB})
 
 
 def test_tiny_distilbert_loads_from_a_local_dir_and_is_frozen(tiny_distilbert):
     cfg = EncoderConfig(encoder=tiny_distilbert, max_length=16, head_dim=8)
-    model = build_model("distilbert", cfg, 0, 2)
+    model = build_model("distilbert", cfg, 2, {})
     total, trainable = count_params(model)
     head = sum(p.numel() for p in model.head.parameters())
     assert trainable == head == 32 * 8 + 8 + 8 * 2 + 2 and total > 900_000
@@ -88,12 +88,12 @@ def test_tiny_distilbert_loads_from_a_local_dir_and_is_frozen(tiny_distilbert):
 
 
 def test_unfreezing_top_layers_makes_them_trainable(tiny_distilbert):
-    model = build_model("distilbert", EncoderConfig(encoder=tiny_distilbert, unfreeze_layers=1, head_dim=8), 0, 2)
+    model = build_model("distilbert", EncoderConfig(encoder=tiny_distilbert, unfreeze_layers=1, head_dim=8), 2, {})
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     assert any(n.startswith("encoder.transformer.layer.1.") for n in names)
     assert not any(n.startswith("encoder.transformer.layer.0.") for n in names)
     with pytest.raises(UserError, match="has 2 layers"):
-        build_model("distilbert", EncoderConfig(encoder=tiny_distilbert, unfreeze_layers=3), 0, 2)
+        build_model("distilbert", EncoderConfig(encoder=tiny_distilbert, unfreeze_layers=3), 2, {})
 
 
 def test_missing_encoder_is_one_clear_error(tmp_path):
@@ -102,7 +102,7 @@ def test_missing_encoder_is_one_clear_error(tmp_path):
 
 
 def test_minilm_features_pool_and_separate_sentiment(minilm_dir):
-    from data_pipeline.features import encode_texts
+    from models.features import encode_texts
     from models.encoder import load_encoder
 
     tokenizer, encoder = load_encoder(minilm_dir)
@@ -125,13 +125,15 @@ def test_sweep_inputs_give_each_pooling_its_own_features(tiny_distilbert, imdb_s
     from search.settings import load_settings
 
     settings = load_settings("distilbert", {"model.encoder": tiny_distilbert})
-    inputs, extras = sweep_inputs(settings, imdb_small)
-    assert set(inputs) == {"features/auto/128", "features/cls/128", "features/mean/128"}
+    inputs, infos = sweep_inputs(settings, imdb_small)
+    # variants: (model.encoder, model.max_length, model.pooling, model.unfreeze_layers)
+    auto, cls, mean = ((tiny_distilbert, 128, pooling, 0) for pooling in ("auto", "cls", "mean"))
+    assert set(inputs) == {auto, cls, mean}
     # DistilBERT has no pooler: "auto" falls back to [CLS]
-    assert torch.equal(inputs["features/auto/128"]["train"]["features"], inputs["features/cls/128"]["train"]["features"])
-    assert not torch.equal(inputs["features/mean/128"]["train"]["features"], inputs["features/cls/128"]["train"]["features"])
-    assert "test" not in inputs["features/mean/128"]
-    assert extras["features/mean/128"]["features_info"]["hidden_size"] == 32
+    assert torch.equal(inputs[auto]["train"]["features"], inputs[cls]["train"]["features"])
+    assert not torch.equal(inputs[mean]["train"]["features"], inputs[cls]["train"]["features"])
+    assert "test" not in inputs[mean]
+    assert infos[mean]["hidden_size"] == 32
 
 
 def test_encoder_layer_matches_torch_reference():

@@ -2,7 +2,8 @@ import optuna
 from ray import tune
 
 from search.settings import load_settings
-from search.sweep import PruneAwareOptunaSearch, search_space, seed_point
+from search.space import Rule, seed_point
+from search.sweep import PruneAwareOptunaSearch
 
 
 def make():
@@ -34,11 +35,29 @@ def test_plain_ray_searcher_would_call_the_stopped_trial_complete():
     assert searcher._ot_study.trials[0].state == optuna.trial.TrialState.COMPLETE
 
 
-def test_space_from_yaml_and_seed_config_first():
+def test_space_from_yaml_keeps_dotted_keys_and_seed_config_first():
     settings = load_settings("lstm")
-    space = search_space(settings.search.space)
-    assert set(space) == {"model", "train"} and "dropout" in space["model"] and "lr" in space["train"]
-    point = seed_point(settings)
-    assert point["model"]["embed_dim"] == 64 and point["train"]["lr"] == 1e-3
+    assert settings.space["model.dropout"] == Rule("uniform", (0.0, 0.6))
+    assert settings.space["train.batch_size"] == Rule("choice", (16, 32, 64))
+    point = seed_point(settings.space, {key: settings.get(key) for key in settings.space})
+    assert point["model.embed_dim"] == 64 and point["train.lr"] == 1e-3
     settings = load_settings("lstm", sets=["model.embed_dim=48"])  # outside the choices: no seed point
-    assert seed_point(settings) is None
+    assert seed_point(settings.space, {key: settings.get(key) for key in settings.space}) is None
+
+
+def test_dotted_names_pass_through_rays_optuna_search_unchanged():
+    settings = load_settings("lstm")
+    searcher = PruneAwareOptunaSearch(space={k: rule.domain() for k, rule in settings.space.items()},
+                                      metric="best_val_loss", mode="min", seed=0,
+                                      points_to_evaluate=[{k: settings.get(k) for k in settings.space}])
+    config = searcher.suggest("t")
+    assert set(config) == set(settings.space)  # flat, dotted: the trial applies it as it is
+    assert config["model.embed_dim"] == 64
+    assert set(searcher.study.trials[0].params) == set(settings.space)
+
+
+def test_randint_rule_includes_its_upper_bound():
+    rule = Rule("randint", (1, 2))
+    searcher = PruneAwareOptunaSearch(space={"model.num_layers": rule.domain()}, metric="m", mode="min", seed=0)
+    values = {searcher.suggest(str(i))["model.num_layers"] for i in range(30)}
+    assert values == {1, 2}

@@ -1,9 +1,10 @@
-"""Build typed config dataclasses from plain dicts (YAML, CLI), rejecting unknown keys and wrong types."""
+"""Build typed config dataclasses from plain dicts (YAML, CLI), rejecting unknown keys and wrong types.
+Part of the bottom layer: it imports only configs.errors."""
 import dataclasses
 import typing
 from typing import Any
 
-from search.errors import UserError
+from configs.errors import UserError
 
 
 def _coerce(value: Any, kind: Any, key: str) -> Any:

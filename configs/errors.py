@@ -1,4 +1,6 @@
-"""The one exception type for problems a user can fix, and the CLI wrapper that reports it."""
+"""The bottom layer: the one exception type for problems a user can fix, and the CLI wrapper that reports it.
+
+It imports nothing of this project, so every layer above (data, models, engine, search, commands) may use it."""
 import functools
 import sys
 

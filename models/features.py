@@ -1,4 +1,4 @@
-"""Inputs for pretrained encoders: their own tokenizer, and frozen-encoder features cached on disk.
+"""Inputs of the pretrained encoder: its own tokenizer, and frozen-encoder features cached on disk.
 
 A frozen encoder gives the same output every epoch and every trial, so it runs once per
 (dataset, encoder, max length) and the result is reused until a setting changes. One pass keeps every
@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from data_pipeline.prepare import SPLITS, PreparedData, atomic_save, cache_root
+from models.encoder import EncoderClassifier, load_encoder, pool
 
 
 def tokenize(tokenizer, texts: list[str], max_length: int) -> dict:
@@ -35,8 +36,6 @@ def features_path(data: PreparedData, cfg, cache_dir: str | None) -> Path:
 def encode_texts(model, tokenizer, texts: list[str], cfg) -> dict[str, torch.Tensor]:
     """{pooling: (N, hidden)} for "cls", "mean" and, where the model has one, "pooler".
     Encoded in length-sorted batches, so each batch pads only to its own longest text."""
-    from models.encoder import pool
-
     enc = tokenizer(texts, truncation=True, max_length=cfg.max_length)
     order = sorted(range(len(texts)), key=lambda i: len(enc["input_ids"][i]))
     out: dict[str, torch.Tensor] = {}
@@ -64,11 +63,34 @@ def frozen_features(data: PreparedData, cfg, cache_dir: str | None = None, loade
     path = features_path(data, cfg, cache_dir)
     if path.is_file():
         return torch.load(path, weights_only=True)
-    from models.encoder import load_encoder
-
     tokenizer, model = loaded or load_encoder(cfg.encoder)
     feats = {name: encode_texts(model, tokenizer, getattr(data, name).clean_texts, cfg) for name in SPLITS}
     feats["info"] = {"hidden_size": model.config.hidden_size,
                      "encoder_params": sum(p.numel() for p in model.parameters())}
     atomic_save(feats, path)
     return feats
+
+
+def encoder_inputs(cfg, data: PreparedData, splits=("train", "val"), cache_dir: str | None = None) -> tuple[dict, dict]:
+    """The registry's inputs: cached features when the encoder is frozen (info: their sizes, so only the head is
+    built), else the encoder's own token ids (info empty: each model loads fresh weights to fine-tune)."""
+    if cfg.unfreeze_layers == 0:
+        feats = frozen_features(data, cfg, cache_dir)
+        out = {s: {"features": pick(feats[s], cfg.pooling), "labels": getattr(data, s).labels} for s in splits}
+        return out, feats["info"]
+    tokenizer, _ = load_encoder(cfg.encoder, with_model=False)
+    return {s: tokenize(tokenizer, getattr(data, s).clean_texts, cfg.max_length) | {"labels": getattr(data, s).labels}
+            for s in splits}, {}
+
+
+def encoder_text_model(model: EncoderClassifier, cfg, num_classes: int, texts: list[str]) -> tuple[EncoderClassifier, dict]:
+    """The registry's text model: a head trained on cached features joined to its encoder, and the texts
+    tokenized, so that timing covers the encoder too."""
+    tokenizer, encoder = load_encoder(cfg.encoder, with_model=model.encoder is None)
+    if model.encoder is not None:
+        full = model
+    else:
+        full = EncoderClassifier(cfg, num_classes, encoder=encoder)
+        full.head.load_state_dict(model.head.state_dict())
+    labels = torch.zeros(len(texts), dtype=torch.int64)
+    return full, tokenize(tokenizer, texts, cfg.max_length) | {"labels": labels}
