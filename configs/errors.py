@@ -1,6 +1,8 @@
 """The bottom layer: the one exception type for problems a user can fix, and the CLI wrapper that reports it.
 
-It imports nothing of this project, so every layer above (data, models, engine, search, commands) may use it."""
+It imports nothing of this project, so every layer above (data, models, engine, search, commands) may
+use it."""
+
 import functools
 import sys
 
@@ -15,7 +17,7 @@ def require(condition: bool, message: str) -> None:
 
 
 def cli_entry(main):
-    """Turn UserError into one line on stderr and exit code 2; anything else is a bug and keeps its traceback."""
+    """UserError becomes one line on stderr and exit code 2; anything else is a bug, with its traceback."""
 
     @functools.wraps(main)
     def wrapper(argv=None):

@@ -1,5 +1,6 @@
 """Build typed config dataclasses from plain dicts (YAML, CLI), rejecting unknown keys and wrong types.
 Part of the bottom layer: it imports only configs.errors."""
+
 import dataclasses
 import typing
 from typing import Any
@@ -51,7 +52,9 @@ def from_dict(cls, data: dict | None, prefix: str):
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(names))
     if unknown:
-        raise UserError(f"unknown config key {prefix}.{unknown[0]}; valid keys under {prefix}: {', '.join(names)}")
+        raise UserError(
+            f"unknown config key {prefix}.{unknown[0]}; valid keys under {prefix}: {', '.join(names)}"
+        )
     values = {k: _coerce(v, hints[k], f"{prefix}.{k}") for k, v in data.items()}
     obj = cls(**values)
     if hasattr(obj, "validate"):

@@ -1,4 +1,5 @@
 """Data: sources, cleaning, tokenization, leakage checks, vocabulary and a cached PreparedData."""
+
 from data_pipeline.config import DataConfig
 from data_pipeline.prepare import PreparedData, Split, prepare
 

@@ -1,4 +1,5 @@
 """Data settings. Every field feeds the cache key, so a changed setting makes a new cache entry."""
+
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -11,7 +12,9 @@ BUILTIN_DATASETS = ("imdb", "rotten_tomatoes", "20newsgroups")
 @dataclass
 class DataConfig:
     dataset: str = "imdb"  # a built-in name or a path to a CSV / JSONL / Parquet file
-    data_path: Optional[str] = None  # local 20news-bydate.tar.gz (else $SWEETSPOT_20NG_ARCHIVE, else scikit-learn)
+    data_path: Optional[str] = (
+        None  # local 20news-bydate.tar.gz (else $SWEETSPOT_20NG_ARCHIVE, else scikit-learn)
+    )
     text_column: str = "text"
     label_column: str = "label"
     train_size: int = 2000
@@ -21,13 +24,25 @@ class DataConfig:
     seed: int = 42
     keep_headers: bool = False  # 20 Newsgroups: keep headers, footers and quotes
     keep_negations: Optional[bool] = None  # None: keep for sentiment and user data, drop for 20 Newsgroups
-    truncate: Literal["auto", "head", "tail"] = "auto"  # auto: keep a review's end (its verdict), else its start
+    truncate: Literal["auto", "head", "tail"] = (
+        "auto"  # auto: keep a review's end (its verdict), else its start
+    )
     min_token_len: int = 3
     vocab_size: int = 5000
     max_len: int = 64
 
     def validate(self) -> None:
-        check_range(self, "data", train_size=(1, None, True), val_size=(1, None, True), test_size=(1, None, True),
-                    min_token_len=(1, None, True), vocab_size=(10, None, True), max_len=(1, None, True))
+        check_range(
+            self,
+            "data",
+            train_size=(1, None, True),
+            val_size=(1, None, True),
+            test_size=(1, None, True),
+            min_token_len=(1, None, True),
+            vocab_size=(10, None, True),
+            max_len=(1, None, True),
+        )
         if not self.dataset:
-            raise UserError("data.dataset is empty; name one of " + ", ".join(BUILTIN_DATASETS) + " or a file path")
+            raise UserError(
+                "data.dataset is empty; name one of " + ", ".join(BUILTIN_DATASETS) + " or a file path"
+            )

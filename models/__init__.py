@@ -4,6 +4,7 @@ change what it reads, and how it is timed from raw text.
 
 A new architecture is one module here, one `register(...)` line below and one configs/<name>.yaml.
 """
+
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -36,15 +37,38 @@ def register(name: str, entry: Entry) -> None:
     MODELS[name] = entry
 
 
-register("rnn", Entry(RNNConfig, lambda cfg, k, info: RecurrentClassifier("rnn", cfg, info["vocab_size"], k),
-                      vocab_inputs))
-register("lstm", Entry(RecurrentConfig, lambda cfg, k, info: RecurrentClassifier("lstm", cfg, info["vocab_size"], k),
-                       vocab_inputs))
-register("transformer", Entry(TransformerConfig,
-                              lambda cfg, k, info: TransformerClassifier(cfg, info["vocab_size"], k), vocab_inputs))
-register("distilbert", Entry(EncoderConfig, lambda cfg, k, info: EncoderClassifier(cfg, k, features_info=info),
-                             encoder_inputs, ("model.encoder", "model.max_length", "model.pooling", "model.unfreeze_layers"),
-                             encoder_text_model))
+register(
+    "rnn",
+    Entry(
+        RNNConfig, lambda cfg, k, info: RecurrentClassifier("rnn", cfg, info["vocab_size"], k), vocab_inputs
+    ),
+)
+register(
+    "lstm",
+    Entry(
+        RecurrentConfig,
+        lambda cfg, k, info: RecurrentClassifier("lstm", cfg, info["vocab_size"], k),
+        vocab_inputs,
+    ),
+)
+register(
+    "transformer",
+    Entry(
+        TransformerConfig,
+        lambda cfg, k, info: TransformerClassifier(cfg, info["vocab_size"], k),
+        vocab_inputs,
+    ),
+)
+register(
+    "distilbert",
+    Entry(
+        EncoderConfig,
+        lambda cfg, k, info: EncoderClassifier(cfg, k, features_info=info),
+        encoder_inputs,
+        ("model.encoder", "model.max_length", "model.pooling", "model.unfreeze_layers"),
+        encoder_text_model,
+    ),
+)
 
 
 def entry(name: str) -> Entry:

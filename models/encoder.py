@@ -4,6 +4,7 @@ with a small MLP head. Frozen by default; `unfreeze_layers` trains the top n tra
 When the encoder is frozen its outputs never change, so they are computed once per dataset and cached
 (data_pipeline/features.py); training then runs the head on those features, never the encoder.
 """
+
 import logging
 from dataclasses import dataclass
 from typing import Literal
@@ -19,15 +20,24 @@ from configs.typed import check_range
 class EncoderConfig:
     encoder: str = "distilbert-base-uncased"  # a Hugging Face name or a local directory
     max_length: int = 128
-    pooling: Literal["auto", "cls", "mean"] = "auto"  # auto: pooler output where the model has one, else [CLS]
+    pooling: Literal["auto", "cls", "mean"] = (
+        "auto"  # auto: pooler output where the model has one, else [CLS]
+    )
     head_dim: int = 128
     dropout: float = 0.3
     unfreeze_layers: int = 0
     encode_batch_size: int = 64
 
     def validate(self) -> None:
-        check_range(self, "model", max_length=(8, 512, True), head_dim=(1, None, True), dropout=(0.0, 0.95, True),
-                    unfreeze_layers=(0, 48, True), encode_batch_size=(1, None, True))
+        check_range(
+            self,
+            "model",
+            max_length=(8, 512, True),
+            head_dim=(1, None, True),
+            dropout=(0.0, 0.95, True),
+            unfreeze_layers=(0, 48, True),
+            encode_batch_size=(1, None, True),
+        )
 
 
 def load_encoder(name: str, with_model: bool = True):
@@ -41,20 +51,30 @@ def load_encoder(name: str, with_model: bool = True):
     for local_only in (True, False):
         try:
             tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_only)
-            model = AutoModel.from_pretrained(name, local_files_only=local_only).eval() if with_model else None
+            model = (
+                AutoModel.from_pretrained(name, local_files_only=local_only).eval() if with_model else None
+            )
             return tokenizer, model
         except (OSError, ValueError) as err:
             last = err
-    raise UserError(f"cannot load encoder {name!r} ({str(last).splitlines()[0][:120]}); with no network, save it "
-                    "once with save_pretrained() on a machine that has one and pass --encoder /path/to/dir") from None
+    raise UserError(
+        f"cannot load encoder {name!r} ({str(last).splitlines()[0][:120]}); with no network, save it "
+        "once with save_pretrained() on a machine that has one and pass --encoder /path/to/dir"
+    ) from None
 
 
 def transformer_layers(encoder: nn.Module) -> nn.ModuleList:
     """The stack of transformer blocks (DistilBERT: transformer.layer, BERT: encoder.layer)."""
-    stacks = [m for name, m in encoder.named_modules() if isinstance(m, nn.ModuleList) and name.endswith(("layer", "layers"))]
+    stacks = [
+        m
+        for name, m in encoder.named_modules()
+        if isinstance(m, nn.ModuleList) and name.endswith(("layer", "layers"))
+    ]
     if not stacks:
-        raise UserError(f"cannot find the transformer layers of {type(encoder).__name__} to unfreeze; "
-                        "set model.unfreeze_layers=0")
+        raise UserError(
+            f"cannot find the transformer layers of {type(encoder).__name__} to unfreeze; "
+            "set model.unfreeze_layers=0"
+        )
     return max(stacks, key=len)
 
 
@@ -72,26 +92,41 @@ class EncoderClassifier(nn.Module):
     """With `features_info` (hidden size and encoder parameter count of cached features) and a frozen encoder,
     only the head is built: training on cached features never needs the encoder's weights in memory."""
 
-    def __init__(self, cfg: EncoderConfig, num_classes: int, encoder: nn.Module | None = None,
-                 features_info: dict | None = None):
+    def __init__(
+        self,
+        cfg: EncoderConfig,
+        num_classes: int,
+        encoder: nn.Module | None = None,
+        features_info: dict | None = None,
+    ):
         super().__init__()
         self.cfg = cfg
         if encoder is None and not (features_info and cfg.unfreeze_layers == 0):
             encoder = load_encoder(cfg.encoder)[1]
         self.encoder = encoder
         hidden = encoder.config.hidden_size if encoder is not None else features_info["hidden_size"]
-        self.encoder_params = (sum(p.numel() for p in encoder.parameters()) if encoder is not None
-                               else features_info["encoder_params"])
-        self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(hidden, cfg.head_dim), nn.ReLU(),
-                                  nn.Dropout(cfg.dropout), nn.Linear(cfg.head_dim, num_classes))
+        self.encoder_params = (
+            sum(p.numel() for p in encoder.parameters())
+            if encoder is not None
+            else features_info["encoder_params"]
+        )
+        self.head = nn.Sequential(
+            nn.Dropout(cfg.dropout),
+            nn.Linear(hidden, cfg.head_dim),
+            nn.ReLU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.head_dim, num_classes),
+        )
         if encoder is None:
             return
         self.encoder.requires_grad_(False)
         if cfg.unfreeze_layers:
             layers = transformer_layers(self.encoder)
             if cfg.unfreeze_layers > len(layers):
-                raise UserError(f"model.unfreeze_layers={cfg.unfreeze_layers} but {cfg.encoder} has {len(layers)} layers")
-            for layer in layers[-cfg.unfreeze_layers:]:
+                raise UserError(
+                    f"model.unfreeze_layers={cfg.unfreeze_layers} but {cfg.encoder} has {len(layers)} layers"
+                )
+            for layer in layers[-cfg.unfreeze_layers :]:
                 layer.requires_grad_(True)
 
     @property

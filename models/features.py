@@ -4,6 +4,7 @@ A frozen encoder gives the same output every epoch and every trial, so it runs o
 (dataset, encoder, max length) and the result is reused until a setting changes. One pass keeps every
 pooling ([CLS], mean, and the pooler where the model has one), so pooling can be searched for free.
 """
+
 import hashlib
 import json
 from pathlib import Path
@@ -22,7 +23,9 @@ def tokenize(tokenizer, texts: list[str], max_length: int) -> dict:
 def encoder_id(name: str) -> str:
     path = Path(name)
     if path.is_dir():  # a local copy: its files identify it, not its path alone
-        stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(path.iterdir()) if p.is_file()]
+        stamp = [
+            (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(path.iterdir()) if p.is_file()
+        ]
         return f"{path.resolve()}:{stamp}"
     return name
 
@@ -65,25 +68,36 @@ def frozen_features(data: PreparedData, cfg, cache_dir: str | None = None, loade
         return torch.load(path, weights_only=True)
     tokenizer, model = loaded or load_encoder(cfg.encoder)
     feats = {name: encode_texts(model, tokenizer, getattr(data, name).clean_texts, cfg) for name in SPLITS}
-    feats["info"] = {"hidden_size": model.config.hidden_size,
-                     "encoder_params": sum(p.numel() for p in model.parameters())}
+    feats["info"] = {
+        "hidden_size": model.config.hidden_size,
+        "encoder_params": sum(p.numel() for p in model.parameters()),
+    }
     atomic_save(feats, path)
     return feats
 
 
-def encoder_inputs(cfg, data: PreparedData, splits=("train", "val"), cache_dir: str | None = None) -> tuple[dict, dict]:
-    """The registry's inputs: cached features when the encoder is frozen (info: their sizes, so only the head is
-    built), else the encoder's own token ids (info empty: each model loads fresh weights to fine-tune)."""
+def encoder_inputs(
+    cfg, data: PreparedData, splits=("train", "val"), cache_dir: str | None = None
+) -> tuple[dict, dict]:
+    """The registry's inputs: cached features when the encoder is frozen (info: their sizes, so only the head
+    is built), else the encoder's own token ids (info empty: each model loads fresh weights to fine-tune)."""
     if cfg.unfreeze_layers == 0:
         feats = frozen_features(data, cfg, cache_dir)
-        out = {s: {"features": pick(feats[s], cfg.pooling), "labels": getattr(data, s).labels} for s in splits}
+        out = {
+            s: {"features": pick(feats[s], cfg.pooling), "labels": getattr(data, s).labels} for s in splits
+        }
         return out, feats["info"]
     tokenizer, _ = load_encoder(cfg.encoder, with_model=False)
-    return {s: tokenize(tokenizer, getattr(data, s).clean_texts, cfg.max_length) | {"labels": getattr(data, s).labels}
-            for s in splits}, {}
+    return {
+        s: tokenize(tokenizer, getattr(data, s).clean_texts, cfg.max_length)
+        | {"labels": getattr(data, s).labels}
+        for s in splits
+    }, {}
 
 
-def encoder_text_model(model: EncoderClassifier, cfg, num_classes: int, texts: list[str]) -> tuple[EncoderClassifier, dict]:
+def encoder_text_model(
+    model: EncoderClassifier, cfg, num_classes: int, texts: list[str]
+) -> tuple[EncoderClassifier, dict]:
     """The registry's text model: a head trained on cached features joined to its encoder, and the texts
     tokenized, so that timing covers the encoder too."""
     tokenizer, encoder = load_encoder(cfg.encoder, with_model=model.encoder is None)

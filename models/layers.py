@@ -4,6 +4,7 @@ Dropout: on CPU, torch's dropout draws one Bernoulli sample per element (about 9
 dropout half of a Transformer training step. Here one 64-bit draw gives eight uniform random bytes, each
 compared with p·256: the same dropout with p rounded to 1/256, at a fraction of the cost.
 """
+
 import math
 
 import torch
@@ -39,9 +40,9 @@ class Dropout(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """Post-norm Transformer encoder layer, numerically the same as nn.TransformerEncoderLayer(batch_first=True,
-    activation='relu'). Training uses explicit attention so the attention dropout is the fast one above;
-    inference uses fused scaled_dot_product_attention."""
+    """Post-norm Transformer encoder layer, numerically the same as
+    nn.TransformerEncoderLayer(batch_first=True, activation='relu'). Training uses explicit attention so the
+    attention dropout is the fast one above; inference uses fused scaled_dot_product_attention."""
 
     def __init__(self, dim: int, heads: int, ff_dim: int, p: float):
         super().__init__()

@@ -11,6 +11,7 @@ within a few steps. PyTorch's default init gives a 64-unit tanh RNN recurrent we
 about 0.6, so its state holds mostly the last few tokens; on the seed's data it learned or stalled depending
 on the training seed (20NG validation accuracy 53-73% over five seeds); the IRNN reached 77-79% on every seed.
 """
+
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,8 +31,14 @@ class RecurrentConfig:
     dropout: float = 0.3
 
     def validate(self) -> None:
-        check_range(self, "model", embed_dim=(1, None, True), hidden_dim=(1, None, True),
-                    num_layers=(1, 8, True), dropout=(0.0, 0.95, True))
+        check_range(
+            self,
+            "model",
+            embed_dim=(1, None, True),
+            hidden_dim=(1, None, True),
+            num_layers=(1, 8, True),
+            dropout=(0.0, 0.95, True),
+        )
 
 
 @dataclass
@@ -57,9 +64,17 @@ class RecurrentClassifier(nn.Module):
         options = {"nonlinearity": cfg.nonlinearity} if cell == "rnn" else {}
         layer = {"rnn": nn.RNN, "lstm": nn.LSTM}[cell]
         self.layers = nn.ModuleList(
-            nn.ModuleList(layer(cfg.embed_dim if i == 0 else cfg.hidden_dim * self.directions, cfg.hidden_dim,
-                                batch_first=True, **options) for _ in range(self.directions))
-            for i in range(cfg.num_layers))
+            nn.ModuleList(
+                layer(
+                    cfg.embed_dim if i == 0 else cfg.hidden_dim * self.directions,
+                    cfg.hidden_dim,
+                    batch_first=True,
+                    **options,
+                )
+                for _ in range(self.directions)
+            )
+            for i in range(cfg.num_layers)
+        )
         if cell == "rnn" and cfg.recurrent_init == "identity":
             self._identity_init()
         self.head = nn.Linear(cfg.hidden_dim * self.directions, num_classes)
@@ -82,7 +97,9 @@ class RecurrentClassifier(nn.Module):
                 x = dropout(x, self.p, self.training)  # between layers, as nn.LSTM(dropout=p) does
             outputs = [directions[0](x)[0]]
             if self.directions == 2:
-                outputs.append(reverse_within_length(directions[1](reverse_within_length(x, lengths))[0], lengths))
+                outputs.append(
+                    reverse_within_length(directions[1](reverse_within_length(x, lengths))[0], lengths)
+                )
             x = torch.cat(outputs, -1) if self.directions == 2 else outputs[0]
         rows = torch.arange(x.size(0), device=x.device)
         forward_last = x[rows, lengths - 1, : x.size(-1) // self.directions]

@@ -1,4 +1,5 @@
 """A small Transformer encoder: padding is masked in attention and left out of the mean pooling."""
+
 import math
 from dataclasses import dataclass
 
@@ -20,10 +21,20 @@ class TransformerConfig:
     max_positions: int = 512
 
     def validate(self) -> None:
-        check_range(self, "model", embed_dim=(1, None, True), num_heads=(1, None, True), ff_dim=(1, None, True),
-                    num_layers=(1, 12, True), dropout=(0.0, 0.95, True), max_positions=(1, None, True))
+        check_range(
+            self,
+            "model",
+            embed_dim=(1, None, True),
+            num_heads=(1, None, True),
+            ff_dim=(1, None, True),
+            num_layers=(1, 12, True),
+            dropout=(0.0, 0.95, True),
+            max_positions=(1, None, True),
+        )
         if self.embed_dim % self.num_heads:
-            raise UserError(f"model.embed_dim ({self.embed_dim}) must be divisible by model.num_heads ({self.num_heads})")
+            raise UserError(
+                f"model.embed_dim ({self.embed_dim}) must be divisible by model.num_heads ({self.num_heads})"
+            )
 
 
 def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
@@ -40,10 +51,13 @@ class TransformerClassifier(nn.Module):
         super().__init__()
         self.scale = math.sqrt(cfg.embed_dim)
         self.embed = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=0)
-        self.register_buffer("positions", sinusoidal_positions(cfg.max_positions, cfg.embed_dim), persistent=False)
+        self.register_buffer(
+            "positions", sinusoidal_positions(cfg.max_positions, cfg.embed_dim), persistent=False
+        )
         self.drop = Dropout(cfg.dropout)
-        self.layers = nn.ModuleList(EncoderLayer(cfg.embed_dim, cfg.num_heads, cfg.ff_dim, cfg.dropout)
-                                    for _ in range(cfg.num_layers))
+        self.layers = nn.ModuleList(
+            EncoderLayer(cfg.embed_dim, cfg.num_heads, cfg.ff_dim, cfg.dropout) for _ in range(cfg.num_layers)
+        )
         self.head = nn.Linear(cfg.embed_dim, num_classes)
 
     def forward(self, batch: dict) -> torch.Tensor:

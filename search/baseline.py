@@ -1,4 +1,5 @@
 """TF-IDF + logistic regression on the same split: the bar every neural model has to clear."""
+
 import time
 
 import numpy as np
@@ -30,5 +31,12 @@ def tfidf_baseline(data: PreparedData, seed: int = 42) -> dict:
     rate = len(preds) / (time.perf_counter() - infer_start)
     test = metrics(data.test.labels.numpy(), preds, data.num_classes)
     params = int(np.prod(clf.coef_.shape) + clf.intercept_.size)
-    return {"model": "tfidf+logreg", "C": best_c, "val_accuracy": scores[best_c], "test": test,
-            "params": params, "fit_s": fit_s, "inference_per_s": rate}
+    return {
+        "model": "tfidf+logreg",
+        "C": best_c,
+        "val_accuracy": scores[best_c],
+        "test": test,
+        "params": params,
+        "fit_s": fit_s,
+        "inference_per_s": rate,
+    }

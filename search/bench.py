@@ -1,8 +1,9 @@
 """Benchmarks (not tests): speed, memory and search efficiency on this machine, medians over repeats.
 
-    python -m search.bench            # full run, writes BENCHMARKS.md (about 10-15 minutes on 2 cores)
-    python -m search.bench --quick    # a small version of every measurement (under 2 minutes)
+python -m search.bench            # full run, writes BENCHMARKS.md (about 10-15 minutes on 2 cores)
+python -m search.bench --quick    # a small version of every measurement (under 2 minutes)
 """
+
 import argparse
 import datetime
 import os
@@ -63,8 +64,9 @@ def bench_data(plan: Plan):
 def reference_epoch(model, train, val, cfg: TrainConfig, generator) -> None:
     """The plain loop the engine is measured against: same model, data and optimizer, nothing around it."""
     model.train()
-    optimizer = reference_epoch.optimizers.setdefault(id(model), torch.optim.Adam(
-        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True))
+    optimizer = reference_epoch.optimizers.setdefault(
+        id(model), torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    )
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     perm = torch.randperm(len(train["labels"]), generator=generator)
     for idx in perm.split(cfg.batch_size):
@@ -100,7 +102,9 @@ def epoch_times(plan: Plan, data) -> list[list]:
             ours = statistics.median(h.seconds for h in history)
             ref_model, _ = default_model(name, data)
             gen = torch.Generator().manual_seed(0)
-            ref = median_time(lambda: reference_epoch(ref_model, inputs["train"], inputs["val"], cfg, gen), plan.epochs)
+            ref = median_time(
+                lambda: reference_epoch(ref_model, inputs["train"], inputs["val"], cfg, gen), plan.epochs
+            )
             rows.append([name, batch, f"{ours:.3f}", f"{ref:.3f}", f"{ours / ref:.2f}"])
     return rows
 
@@ -128,8 +132,12 @@ def encoder_inference(plan: Plan, data, encoder: str) -> list:
     few = {k: v[:16] for k, v in tokens.items()}
     rate1 = inference_rate(model, few, batch_size=1, repeats=1)
     rate256 = inference_rate(model, tokens, batch_size=256, repeats=1)
-    return [f"distilbert ({encoder_label(encoder)}, {cfg.max_length} tokens, from text)", f"{rate1:,.1f}",
-            f"{rate256:,.1f}", "-"]
+    return [
+        f"distilbert ({encoder_label(encoder)}, {cfg.max_length} tokens, from text)",
+        f"{rate1:,.1f}",
+        f"{rate256:,.1f}",
+        "-",
+    ]
 
 
 def encoder_label(encoder: str) -> str:
@@ -138,25 +146,42 @@ def encoder_label(encoder: str) -> str:
 
 
 # Runs search.train in this child and prints the child's own peak RSS (KB) as its last stderr line. VmHWM, not
-# ru_maxrss: Linux carries ru_maxrss over from the parent at fork, so every child would report the parent's peak.
-RSS_CHILD = ("import re, runpy, sys\n"
-             "sys.argv = ['search.train'] + sys.argv[1:]\n"
-             "try:\n    runpy.run_module('search.train', run_name='__main__')\n"
-             "finally:\n    status = open('/proc/self/status').read()\n"
-             "    print(re.search(r'VmHWM:\\s+(\\d+)', status).group(1), file=sys.stderr)\n")
+# ru_maxrss: Linux carries ru_maxrss over from the parent at fork, so every child would report the
+# parent's peak.
+RSS_CHILD = (
+    "import re, runpy, sys\n"
+    "sys.argv = ['search.train'] + sys.argv[1:]\n"
+    "try:\n    runpy.run_module('search.train', run_name='__main__')\n"
+    "finally:\n    status = open('/proc/self/status').read()\n"
+    "    print(re.search(r'VmHWM:\\s+(\\d+)', status).group(1), file=sys.stderr)\n"
+)
 
 
 def peak_rss(plan: Plan, encoder: str | None) -> list[list]:
     """Each model trains in a fresh process, which reports its own peak RSS."""
     rows = []
     for name in (*CUSTOM, *(["distilbert"] if encoder else [])):
-        cmd = [sys.executable, "-c", RSS_CHILD, "--model", name, "--epochs", "2",
-               "--train-size", str(plan.train_size), "--val-size", str(max(100, plan.train_size // 4)),
-               "--test-size", str(max(100, plan.train_size // 4))]
+        cmd = [
+            sys.executable,
+            "-c",
+            RSS_CHILD,
+            "--model",
+            name,
+            "--epochs",
+            "2",
+            "--train-size",
+            str(plan.train_size),
+            "--val-size",
+            str(max(100, plan.train_size // 4)),
+            "--test-size",
+            str(max(100, plan.train_size // 4)),
+        ]
         cmd += ["--encoder", encoder] if name == "distilbert" else []
         proc = subprocess.run(cmd, capture_output=True, text=True)
         peak_kb = int(proc.stderr.strip().splitlines()[-1])
-        rows.append([name, f"{peak_kb / 1024:.0f}", "-" if proc.returncode == 0 else f"(exit {proc.returncode})"])
+        rows.append(
+            [name, f"{peak_kb / 1024:.0f}", "-" if proc.returncode == 0 else f"(exit {proc.returncode})"]
+        )
     return rows
 
 
@@ -174,25 +199,38 @@ def frozen_encoder(plan: Plan, data, encoder: str) -> list[list]:
         inputs, info = entry("distilbert").inputs(cfg, data, ("train", "val"), cache)
         load_cached = time.perf_counter() - start
     model = build_model("distilbert", cfg, 2, info)
-    cached_epoch = statistics.median(h.seconds for h in fit(model, inputs["train"], inputs["val"], TrainConfig(
-        batch_size=8, max_epochs=plan.epochs, patience=plan.epochs + 1)).history)
+    cached_epoch = statistics.median(
+        h.seconds
+        for h in fit(
+            model,
+            inputs["train"],
+            inputs["val"],
+            TrainConfig(batch_size=8, max_epochs=plan.epochs, patience=plan.epochs + 1),
+        ).history
+    )
     texts = data.train.clean_texts + data.val.clean_texts
     sample = texts[: plan.encoder_texts]
     start = time.perf_counter()
     encode_texts(loaded[1], loaded[0], sample, cfg)
     reencode_epoch = (time.perf_counter() - start) * len(texts) / len(sample) + cached_epoch
     n, epochs = 20, 10
-    return [["encode train+val+test once", f"{encode_once:.1f}"], ["load cached features", f"{load_cached:.2f}"],
-            ["epoch on cached features", f"{cached_epoch:.2f}"],
-            ["epoch re-encoding train+val" + (" (extrapolated)" if len(sample) < len(texts) else ""),
-             f"{reencode_epoch:.1f}"],
-            [f"{n} trials x {epochs} epochs, cached", f"{encode_once + n * epochs * cached_epoch:.0f}"],
-            [f"{n} trials x {epochs} epochs, re-encoding", f"{n * epochs * reencode_epoch:.0f}"]]
+    return [
+        ["encode train+val+test once", f"{encode_once:.1f}"],
+        ["load cached features", f"{load_cached:.2f}"],
+        ["epoch on cached features", f"{cached_epoch:.2f}"],
+        [
+            "epoch re-encoding train+val" + (" (extrapolated)" if len(sample) < len(texts) else ""),
+            f"{reencode_epoch:.1f}",
+        ],
+        [f"{n} trials x {epochs} epochs, cached", f"{encode_once + n * epochs * cached_epoch:.0f}"],
+        [f"{n} trials x {epochs} epochs, re-encoding", f"{n * epochs * reencode_epoch:.0f}"],
+    ]
 
 
 def sweep_settings(plan: Plan, trials: int, epochs: int, asha: bool):
-    settings = load_settings("lstm", {"search.trials": trials, "train.max_epochs": epochs,
-                                      "data.train_size": plan.train_size})
+    settings = load_settings(
+        "lstm", {"search.trials": trials, "train.max_epochs": epochs, "data.train_size": plan.train_size}
+    )
     if not asha:  # a grace period as long as the trial: ASHA never stops anything
         settings.search.grace_period = epochs
     return settings
@@ -237,8 +275,15 @@ def tune_overhead(plan: Plan, data) -> list[list]:
     settings.train.threads = cpus
     optuna_wall = plain_optuna(settings, data)
     ray_wall, _ = ray_sweep(settings, data, cpus)
-    return [[f"{plan.sweep_trials} trials x {plan.sweep_epochs} epochs, LSTM", f"{optuna_wall:.1f}", f"{ray_wall:.1f}",
-             f"{ray_wall / optuna_wall:.2f}", f"{ray_init:.1f}"]]
+    return [
+        [
+            f"{plan.sweep_trials} trials x {plan.sweep_epochs} epochs, LSTM",
+            f"{optuna_wall:.1f}",
+            f"{ray_wall:.1f}",
+            f"{ray_wall / optuna_wall:.2f}",
+            f"{ray_init:.1f}",
+        ]
+    ]
 
 
 def asha_saving(plan: Plan, data) -> list[list]:
@@ -249,9 +294,17 @@ def asha_saving(plan: Plan, data) -> list[list]:
         wall, records = ray_sweep(settings, data, cpus)
         done = [r for r in records if r.best_val_acc is not None]
         best = min(done, key=lambda r: r.best_val_loss)
-        rows.append(["ASHA" if asha else "no early stopping", len(records), sum(r.epochs for r in records),
-                     sum(r.state == "stopped_early" for r in records), f"{best.best_val_acc:.4f}",
-                     f"{best.best_val_loss:.4f}", f"{wall:.0f}"])
+        rows.append(
+            [
+                "ASHA" if asha else "no early stopping",
+                len(records),
+                sum(r.epochs for r in records),
+                sum(r.state == "stopped_early" for r in records),
+                f"{best.best_val_acc:.4f}",
+                f"{best.best_val_loss:.4f}",
+                f"{wall:.0f}",
+            ]
+        )
     return rows
 
 
@@ -260,8 +313,14 @@ def preprocessing(plan: Plan, archive: str | None) -> list[list]:
         return [["20 Newsgroups", "skipped: pass --20ng-archive or set SWEETSPOT_20NG_ARCHIVE", "", ""]]
     from data_pipeline.sources import load_source
 
-    cfg = DataConfig(dataset="20newsgroups", data_path=archive, full=plan.ng_full,
-                     train_size=600, val_size=200, test_size=200)
+    cfg = DataConfig(
+        dataset="20newsgroups",
+        data_path=archive,
+        full=plan.ng_full,
+        train_size=600,
+        val_size=200,
+        test_size=200,
+    )
     start = time.perf_counter()
     rows = len(load_source(cfg).texts)
     read = time.perf_counter() - start
@@ -269,20 +328,43 @@ def preprocessing(plan: Plan, archive: str | None) -> list[list]:
         start = time.perf_counter()
         data = prepare(cfg, cache)
         cold = time.perf_counter() - start
-        docs = sum(len(getattr(data, s)) + data.report["splits"][s]["empty_dropped"] +
-                   data.report["splits"][s]["leaked_dropped"] for s in ("train", "val", "test"))
+        docs = sum(
+            len(getattr(data, s))
+            + data.report["splits"][s]["empty_dropped"]
+            + data.report["splits"][s]["leaked_dropped"]
+            for s in ("train", "val", "test")
+        )
         start = time.perf_counter()
         prepare(cfg, cache)
         warm = time.perf_counter() - start
-    return [[f"20NG, {docs:,} of {rows:,} posts", f"{read:.1f}", f"{cold:.1f}", f"{docs / (cold - read):,.0f}",
-             f"{warm:.2f}"]]
+    return [
+        [
+            f"20NG, {docs:,} of {rows:,} posts",
+            f"{read:.1f}",
+            f"{cold:.1f}",
+            f"{docs / (cold - read):,.0f}",
+            f"{warm:.2f}",
+        ]
+    ]
 
 
 def machine() -> str:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else platform.processor()
-    return (f"{cpu}; {len(os.sched_getaffinity(0))} cores; torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads); Python {platform.python_version()}")
+    cpu = (
+        next(
+            (
+                ln.split(":", 1)[1].strip()
+                for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").is_file()
+        else platform.processor()
+    )
+    return (
+        f"{cpu}; {len(os.sched_getaffinity(0))} cores; torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads); Python {platform.python_version()}"
+    )
 
 
 def default_encoder() -> str | None:
@@ -294,59 +376,111 @@ def default_encoder() -> str | None:
 
 
 def section(title: str, note: str, headers: list, rows: list) -> str:
-    return f"## {title}\n\n{note}\n\n" + tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) + "\n"
+    return (
+        f"## {title}\n\n{note}\n\n"
+        + tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+        + "\n"
+    )
 
 
 def run(plan: Plan, encoder: str | None, archive: str | None, command: str) -> str:
     set_threads(0)
     data = bench_data(plan)
     started = time.perf_counter()
-    parts = [f"# Benchmarks\n\n- date: {datetime.date.today()}\n- machine: {machine()}\n- command: `{command}`\n"
-             f"- data: IMDB, {len(data.train)} train / {len(data.val)} val texts, 64 tokens max "
-             f"({data.report['train_truncated_share']:.0%} of texts fill all 64)\n"]
-    parts.append(section("1. Epoch time (s): engine vs a plain PyTorch loop",
-                         "Median over epochs; train pass + validation pass; same model, data and optimizer. "
-                         "Ratio = engine / plain loop.", ["model", "batch", "engine", "plain loop", "ratio"],
-                         epoch_times(plan, data)))
-    parts.append(section("2. Inference (samples/s)", "Untrained weights (speed does not depend on them); "
-                         "the custom models read up to 64 tokens.",
-                         ["model", "batch 1", "batch 256", "mean tokens"], inference_rates(plan, data, encoder)))
-    parts.append(section("3. Peak RSS while training (MB)", "`python -m search.train --model M --epochs 2` in a "
-                         "fresh process; the OS's peak resident set.", ["model", "peak RSS MB", "note"],
-                         peak_rss(plan, encoder)))
+    parts = [
+        f"# Benchmarks\n\n- date: {datetime.date.today()}\n- machine: {machine()}\n- command: `{command}`\n"
+        f"- data: IMDB, {len(data.train)} train / {len(data.val)} val texts, 64 tokens max "
+        f"({data.report['train_truncated_share']:.0%} of texts fill all 64)\n"
+    ]
+    parts.append(
+        section(
+            "1. Epoch time (s): engine vs a plain PyTorch loop",
+            "Median over epochs; train pass + validation pass; same model, data and optimizer. "
+            "Ratio = engine / plain loop.",
+            ["model", "batch", "engine", "plain loop", "ratio"],
+            epoch_times(plan, data),
+        )
+    )
+    parts.append(
+        section(
+            "2. Inference (samples/s)",
+            "Untrained weights (speed does not depend on them); the custom models read up to 64 tokens.",
+            ["model", "batch 1", "batch 256", "mean tokens"],
+            inference_rates(plan, data, encoder),
+        )
+    )
+    parts.append(
+        section(
+            "3. Peak RSS while training (MB)",
+            "`python -m search.train --model M --epochs 2` in a fresh process; the OS's peak resident set.",
+            ["model", "peak RSS MB", "note"],
+            peak_rss(plan, encoder),
+        )
+    )
     if encoder:
-        parts.append(section("4. Frozen encoder: cached features vs re-encoding (s)",
-                             f"Encoder `{encoder_label(encoder)}`, 128 tokens.", ["step", "seconds"],
-                             frozen_encoder(plan, data, encoder)))
-    parts.append(section("5. Ray Tune overhead vs a plain Optuna loop",
-                         "Same LSTM trainable, same space and TPE seed, one trial at a time, no early stopping. "
-                         "Wall seconds; Ray's start-up is shown apart (paid once per command).",
-                         ["sweep", "plain Optuna", "Ray Tune + Optuna", "ratio", "ray.init"],
-                         tune_overhead(plan, data)))
-    parts.append(section("6. ASHA's saving", "Same LSTM trials and seed, with and without ASHA "
-                         "(grace 2 epochs, reduction factor 3).",
-                         ["scheduler", "trials", "epochs run", "stopped early", "best val acc", "best val loss",
-                          "wall s"], asha_saving(plan, data)))
-    parts.append(section("7. Preprocessing throughput", "Split, clean, tokenize, de-duplicate, vocabulary, encode; "
-                         "reading the archive is shown apart.",
-                         ["corpus", "read s", "prepare s", "docs/s (excl. read)", "cached rerun s"],
-                         preprocessing(plan, archive)))
+        parts.append(
+            section(
+                "4. Frozen encoder: cached features vs re-encoding (s)",
+                f"Encoder `{encoder_label(encoder)}`, 128 tokens.",
+                ["step", "seconds"],
+                frozen_encoder(plan, data, encoder),
+            )
+        )
+    parts.append(
+        section(
+            "5. Ray Tune overhead vs a plain Optuna loop",
+            "Same LSTM trainable, same space and TPE seed, one trial at a time, no early stopping. "
+            "Wall seconds; Ray's start-up is shown apart (paid once per command).",
+            ["sweep", "plain Optuna", "Ray Tune + Optuna", "ratio", "ray.init"],
+            tune_overhead(plan, data),
+        )
+    )
+    parts.append(
+        section(
+            "6. ASHA's saving",
+            "Same LSTM trials and seed, with and without ASHA (grace 2 epochs, reduction factor 3).",
+            ["scheduler", "trials", "epochs run", "stopped early", "best val acc", "best val loss", "wall s"],
+            asha_saving(plan, data),
+        )
+    )
+    parts.append(
+        section(
+            "7. Preprocessing throughput",
+            "Split, clean, tokenize, de-duplicate, vocabulary, encode; reading the archive is shown apart.",
+            ["corpus", "read s", "prepare s", "docs/s (excl. read)", "cached rerun s"],
+            preprocessing(plan, archive),
+        )
+    )
     parts.append(f"Total benchmark time: {time.perf_counter() - started:.0f} s.\n")
     return "\n".join(parts)
 
 
 @cli_entry
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m search.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small sizes: every measurement in under 2 minutes")
+    parser = argparse.ArgumentParser(
+        prog="python -m search.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes: every measurement in under 2 minutes"
+    )
     parser.add_argument("--out", help="Markdown file to write (default: BENCHMARKS.md; --quick: print only)")
-    parser.add_argument("--encoder", default=default_encoder(), help="encoder for the distilbert rows "
-                        "(default: the installed all-MiniLM-L6-v2 package, if any)")
-    parser.add_argument("--20ng-archive", dest="archive", default=os.environ.get("SWEETSPOT_20NG_ARCHIVE"),
-                        help="20news-bydate.tar.gz for the preprocessing benchmark")
+    parser.add_argument(
+        "--encoder",
+        default=default_encoder(),
+        help="encoder for the distilbert rows (default: the installed all-MiniLM-L6-v2 package, if any)",
+    )
+    parser.add_argument(
+        "--20ng-archive",
+        dest="archive",
+        default=os.environ.get("SWEETSPOT_20NG_ARCHIVE"),
+        help="20news-bydate.tar.gz for the preprocessing benchmark",
+    )
     args = parser.parse_args(argv)
-    command = "python -m search.bench" + " ".join(["", *(argv if argv is not None else sys.argv[1:])]).rstrip()
+    command = (
+        "python -m search.bench" + " ".join(["", *(argv if argv is not None else sys.argv[1:])]).rstrip()
+    )
     report = run(QUICK if args.quick else FULL, args.encoder, args.archive, command)
     print(report)
     out = args.out or (None if args.quick else "BENCHMARKS.md")

@@ -1,5 +1,6 @@
 """The inputs a sweep hands its trials: for every value of the knobs that change a model's inputs (the
 registry entry's `input_keys`), that model's inputs for train and val, made once before the search."""
+
 import itertools
 
 from data_pipeline.prepare import PreparedData
@@ -21,5 +22,7 @@ def sweep_inputs(settings, data: PreparedData, cache_dir: str | None = None) -> 
         cfg = apply_params(settings, dict(zip(keys, values)))
         key = variant(cfg)
         if key not in inputs:
-            inputs[key], infos[key] = entry(cfg.model_name).inputs(cfg.model, data, ("train", "val"), cache_dir)
+            inputs[key], infos[key] = entry(cfg.model_name).inputs(
+                cfg.model, data, ("train", "val"), cache_dir
+            )
     return inputs, infos

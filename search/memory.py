@@ -5,6 +5,7 @@ MemoryBudgetExceeded once the budget is crossed. If the process keeps growing pa
 without reaching a check (one huge allocation, a C call that never returns), the thread kills the process:
 the machine's memory matters more than the trial.
 """
+
 import ctypes
 import gc
 import os
@@ -23,7 +24,9 @@ class MemoryBudgetExceeded(RuntimeError):
 
 
 class MemoryWatch:
-    def __init__(self, budget_bytes: int, interval: float = 0.02, on_kill: Optional[Callable[[str], None]] = None):
+    def __init__(
+        self, budget_bytes: int, interval: float = 0.02, on_kill: Optional[Callable[[str], None]] = None
+    ):
         self.budget = budget_bytes
         self.interval = interval
         self.on_kill = on_kill

@@ -1,7 +1,8 @@
 """The leaderboard: one row per model (test metrics over seeds) plus the TF-IDF + logistic regression row.
 
-    python -m search.report [--name SWEEP] [--runs-dir runs] [--json]
+python -m search.report [--name SWEEP] [--runs-dir runs] [--json]
 """
+
 import argparse
 import json
 from pathlib import Path
@@ -11,9 +12,21 @@ from tabulate import tabulate
 from configs.errors import UserError, cli_entry
 from models import MODELS
 
-HEADERS = ["model", "test acc (mean ± std)", "precision", "recall", "F1", "params (total / trainable)",
-           "trials (done / stopped / failed)", "search wall", "epoch s", "inference /s", "peak RSS MB (best trial)",
-           "best hyperparameters", "flags"]
+HEADERS = [
+    "model",
+    "test acc (mean ± std)",
+    "precision",
+    "recall",
+    "F1",
+    "params (total / trainable)",
+    "trials (done / stopped / failed)",
+    "search wall",
+    "epoch s",
+    "inference /s",
+    "peak RSS MB (best trial)",
+    "best hyperparameters",
+    "flags",
+]
 
 
 def load_sweep(sweep_dir: Path) -> tuple[list[dict], dict | None]:
@@ -25,8 +38,10 @@ def load_sweep(sweep_dir: Path) -> tuple[list[dict], dict | None]:
 
 
 def _fmt_params(params: dict) -> str:
-    return ", ".join(f"{k.split('.', 1)[1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.', 1)[1]}={v}"
-                     for k, v in sorted(params.items()))
+    return ", ".join(
+        f"{k.split('.', 1)[1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.', 1)[1]}={v}"
+        for k, v in sorted(params.items())
+    )
 
 
 def rows(summaries: list[dict], baseline: dict | None) -> list[list]:
@@ -34,19 +49,42 @@ def rows(summaries: list[dict], baseline: dict | None) -> list[list]:
     for s in summaries:
         r, t = s["retrain"], s["trials"]
         flags = [f for f in ("overfitting", "collapse") if r[f]]
-        out.append([s["model"], f"{r['mean']['accuracy']:.2%} ± {r['std']['accuracy']:.2%}",
-                    f"{r['mean']['precision']:.4f}", f"{r['mean']['recall']:.4f}", f"{r['mean']['f1']:.4f}",
-                    f"{r['params']:,} / {r['trainable_params']:,}",
-                    f"{t['completed']} / {t['stopped_early']} / {t['failed']}", f"{s['search_wall_s']:.0f}s",
-                    f"{r['mean_epoch_s']:.2f}", f"{r['inference_per_s']:,.0f}",
-                    f"{s['best_trial_peak_rss_mb'] or 0:.0f}", _fmt_params(s["best_params"]),
-                    ", ".join(flags) or "-"])
+        out.append(
+            [
+                s["model"],
+                f"{r['mean']['accuracy']:.2%} ± {r['std']['accuracy']:.2%}",
+                f"{r['mean']['precision']:.4f}",
+                f"{r['mean']['recall']:.4f}",
+                f"{r['mean']['f1']:.4f}",
+                f"{r['params']:,} / {r['trainable_params']:,}",
+                f"{t['completed']} / {t['stopped_early']} / {t['failed']}",
+                f"{s['search_wall_s']:.0f}s",
+                f"{r['mean_epoch_s']:.2f}",
+                f"{r['inference_per_s']:,.0f}",
+                f"{s['best_trial_peak_rss_mb'] or 0:.0f}",
+                _fmt_params(s["best_params"]),
+                ", ".join(flags) or "-",
+            ]
+        )
     if baseline:
         t = baseline["test"]
-        out.append(["tfidf+logreg", f"{t['accuracy']:.2%}", f"{t['precision']:.4f}", f"{t['recall']:.4f}",
-                    f"{t['f1']:.4f}", f"{baseline['params']:,} / {baseline['params']:,}", "-",
-                    f"{baseline['fit_s']:.0f}s", "-", f"{baseline['inference_per_s']:,.0f}", "-",
-                    f"C={baseline['C']}", "-"])
+        out.append(
+            [
+                "tfidf+logreg",
+                f"{t['accuracy']:.2%}",
+                f"{t['precision']:.4f}",
+                f"{t['recall']:.4f}",
+                f"{t['f1']:.4f}",
+                f"{baseline['params']:,} / {baseline['params']:,}",
+                "-",
+                f"{baseline['fit_s']:.0f}s",
+                "-",
+                f"{baseline['inference_per_s']:,.0f}",
+                "-",
+                f"C={baseline['C']}",
+                "-",
+            ]
+        )
     return out
 
 
@@ -55,33 +93,50 @@ def write_leaderboard(sweep_dir: Path) -> str:
     summaries, baseline = load_sweep(sweep_dir)
     table = rows(summaries, baseline)
     (sweep_dir / "leaderboard.md").write_text(tabulate(table, headers=HEADERS, tablefmt="github") + "\n")
-    (sweep_dir / "leaderboard.json").write_text(json.dumps({"models": summaries, "baseline": baseline}, indent=2))
+    (sweep_dir / "leaderboard.json").write_text(
+        json.dumps({"models": summaries, "baseline": baseline}, indent=2)
+    )
     dataset = summaries[0]["dataset"] if summaries else "?"
     return f"leaderboard: {sweep_dir.name} ({dataset})\n" + tabulate(table, headers=HEADERS)
 
 
 def json_summary(summaries: list[dict], baseline: dict | None) -> dict:
-    """The --json line: per model test metrics per seed and their mean, trial counts, best config, wall time."""
-    models = {s["model"]: {"test_per_seed": [{"seed": r["seed"], **r["test"]} for r in s["retrain"]["seeds"]],
-                           "test_mean": s["retrain"]["mean"], "test_std": s["retrain"]["std"],
-                           "trials": s["trials"], "best_config": s["best_params"],
-                           "search_wall_s": s["search_wall_s"], "wall_s": s.get("wall_s")} for s in summaries}
+    """The --json line: per model, test metrics per seed and their mean, trials, best config, wall time."""
+    models = {
+        s["model"]: {
+            "test_per_seed": [{"seed": r["seed"], **r["test"]} for r in s["retrain"]["seeds"]],
+            "test_mean": s["retrain"]["mean"],
+            "test_std": s["retrain"]["std"],
+            "trials": s["trials"],
+            "best_config": s["best_params"],
+            "search_wall_s": s["search_wall_s"],
+            "wall_s": s.get("wall_s"),
+        }
+        for s in summaries
+    }
     return {"models": models, "baseline": baseline and {"test": baseline["test"], "C": baseline["C"]}}
 
 
 @cli_entry
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m search.report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m search.report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--name", help="sweep name (default: every sweep under --runs-dir)")
     parser.add_argument("--runs-dir", default="runs", help="where sweeps live (default ./runs)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object as the last line of stdout"
+    )
     args = parser.parse_args(argv)
     runs = Path(args.runs_dir)
     if args.name:
         sweeps = [runs / args.name]
         if not sweeps[0].is_dir():
-            raise UserError(f"no sweep {args.name!r} under {runs}; run python -m search.tune first or check --name")
+            raise UserError(
+                f"no sweep {args.name!r} under {runs}; run python -m search.tune first or check --name"
+            )
     else:
         sweeps = sorted(p for p in runs.glob("*") if any(p.glob("*/summary.json"))) if runs.is_dir() else []
     sweeps = [s for s in sweeps if any(s.glob("*/summary.json"))]

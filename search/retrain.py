@@ -1,4 +1,5 @@
-"""Retrain the best configuration once per seed and evaluate on test: the only code that reads the test split."""
+"""Retrain the best configuration once per seed and evaluate on test: the only code that reads test."""
+
 import statistics
 import time
 from pathlib import Path
@@ -22,7 +23,9 @@ def inference_rate(model, data: dict, batch_size: int = 256, repeats: int = 3) -
     return len(data["labels"]) / statistics.median(times)
 
 
-def text_inference_rate(settings: Settings, model, num_classes: int, texts: list[str], tensors: dict) -> float:
+def text_inference_rate(
+    settings: Settings, model, num_classes: int, texts: list[str], tensors: dict
+) -> float:
     """Samples per second from text where the model's own inputs are costly to make from text (a head on
     cached encoder features: the encoder runs too); else from its own tensors."""
     text_model = entry(settings.model_name).text_model
@@ -32,8 +35,16 @@ def text_inference_rate(settings: Settings, model, num_classes: int, texts: list
     return inference_rate(full, tokens, batch_size=128, repeats=1)
 
 
-def retrain(best: Settings, inputs: dict, info: dict, num_classes: int, seeds: list[int], cpus: int, out_dir: Path,
-            test_texts: list[str]) -> dict:
+def retrain(
+    best: Settings,
+    inputs: dict,
+    info: dict,
+    num_classes: int,
+    seeds: list[int],
+    cpus: int,
+    out_dir: Path,
+    test_texts: list[str],
+) -> dict:
     """best: the chosen configuration; inputs: its train, val and test tensors; test_texts: the test texts as
     the model would receive them, to time inference from text."""
     runs = []
@@ -43,26 +54,50 @@ def retrain(best: Settings, inputs: dict, info: dict, num_classes: int, seeds: l
         model = build_model(cfg.model_name, cfg.model, num_classes, info)
         result = fit(model, inputs["train"], inputs["val"], cfg.train)
         test = evaluate(model, inputs["test"], num_classes, cfg.train.eval_batch_size)
-        save_file({k: v.contiguous() for k, v in trainable_state(model).items()},
-                  str(out_dir / f"weights-seed{seed}.safetensors"))
+        save_file(
+            {k: v.contiguous() for k, v in trainable_state(model).items()},
+            str(out_dir / f"weights-seed{seed}.safetensors"),
+        )
         last = result.history[-1]
         params, trainable = count_params(model)
-        rate = (runs[0]["inference_per_s"] if runs and entry(cfg.model_name).text_model
-                else text_inference_rate(cfg, model, num_classes, test_texts[:256], inputs["test"]))
-        runs.append({"seed": seed, "test": test, "epochs": len(result.history), "best_epoch": result.best_epoch,
-                     "mean_epoch_s": statistics.mean(h.seconds for h in result.history),
-                     "inference_per_s": rate, "overfitting": last.overfitting,
-                     "collapse": last.collapse, "params": params, "trainable_params": trainable})
-        print(f"  retrain seed {seed}: test accuracy {test['accuracy']:.4f}, F1 {test['f1']:.4f} "
-              f"({len(result.history)} epochs)", flush=True)
+        rate = (
+            runs[0]["inference_per_s"]
+            if runs and entry(cfg.model_name).text_model
+            else text_inference_rate(cfg, model, num_classes, test_texts[:256], inputs["test"])
+        )
+        runs.append(
+            {
+                "seed": seed,
+                "test": test,
+                "epochs": len(result.history),
+                "best_epoch": result.best_epoch,
+                "mean_epoch_s": statistics.mean(h.seconds for h in result.history),
+                "inference_per_s": rate,
+                "overfitting": last.overfitting,
+                "collapse": last.collapse,
+                "params": params,
+                "trainable_params": trainable,
+            }
+        )
+        print(
+            f"  retrain seed {seed}: test accuracy {test['accuracy']:.4f}, F1 {test['f1']:.4f} "
+            f"({len(result.history)} epochs)",
+            flush=True,
+        )
     return summarize(runs)
 
 
 def summarize(runs: list[dict]) -> dict:
     mean = {m: statistics.mean(r["test"][m] for r in runs) for m in METRICS}
     std = {m: statistics.stdev(r["test"][m] for r in runs) if len(runs) > 1 else 0.0 for m in METRICS}
-    return {"seeds": runs, "mean": mean, "std": std,
-            "mean_epoch_s": statistics.mean(r["mean_epoch_s"] for r in runs),
-            "inference_per_s": statistics.median(r["inference_per_s"] for r in runs),
-            "params": runs[0]["params"], "trainable_params": runs[0]["trainable_params"],
-            "overfitting": any(r["overfitting"] for r in runs), "collapse": any(r["collapse"] for r in runs)}
+    return {
+        "seeds": runs,
+        "mean": mean,
+        "std": std,
+        "mean_epoch_s": statistics.mean(r["mean_epoch_s"] for r in runs),
+        "inference_per_s": statistics.median(r["inference_per_s"] for r in runs),
+        "params": runs[0]["params"],
+        "trainable_params": runs[0]["trainable_params"],
+        "overfitting": any(r["overfitting"] for r in runs),
+        "collapse": any(r["collapse"] for r in runs),
+    }

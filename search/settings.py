@@ -4,6 +4,7 @@ the user's file), then CLI overrides; loaded into typed dataclasses and validate
 Each default is written once, in its dataclass (DataConfig, the model's config, TrainConfig, SearchConfig).
 The YAML files hold only what differs from those defaults, and the search space.
 """
+
 import copy
 import dataclasses
 import re
@@ -33,8 +34,14 @@ class SearchConfig:
     space: dict = field(default_factory=dict)  # {dotted key: {kind: args}}, as written in YAML
 
     def validate(self) -> None:
-        check_range(self, "search", trials=(1, None, True), seeds=(1, None, True), grace_period=(1, None, True),
-                    reduction_factor=(2, None, True))
+        check_range(
+            self,
+            "search",
+            trials=(1, None, True),
+            seeds=(1, None, True),
+            grace_period=(1, None, True),
+            reduction_factor=(2, None, True),
+        )
         parse_bytes(self.memory_budget)
 
 
@@ -88,9 +95,10 @@ def shipped(name: str):
     return resources.files("configs") / f"{name}.yaml"
 
 
-def load_settings(model_name: str, overrides: dict | None = None, sets: list[str] = (),
-                  config_file: str | None = None) -> Settings:
-    """overrides: {"train.max_epochs": 3, ...} from named flags; sets: ["section.key=value", ...] from --set."""
+def load_settings(
+    model_name: str, overrides: dict | None = None, sets: list[str] = (), config_file: str | None = None
+) -> Settings:
+    """overrides: {"train.max_epochs": 3, ...} from named flags; sets: ["section.key=value", ...], --set."""
     model_entry = entry(model_name)
     raw = copy.deepcopy(read_yaml(shipped("data")))
     if config_file:
@@ -101,7 +109,9 @@ def load_settings(model_name: str, overrides: dict | None = None, sets: list[str
         raise UserError(f"model {model_name!r} has no configs/{model_name}.yaml; pass --config FILE")
     unknown = set(model_yaml) - set(SECTIONS)
     if unknown:
-        raise UserError(f"unknown config section {sorted(unknown)[0]!r}; sections are data, model, train, search")
+        raise UserError(
+            f"unknown config section {sorted(unknown)[0]!r}; sections are data, model, train, search"
+        )
     for section, values in model_yaml.items():
         raw.setdefault(section, {}).update(values or {})
     for key, value in {**(overrides or {}), **parse_sets(sets)}.items():
@@ -109,10 +119,13 @@ def load_settings(model_name: str, overrides: dict | None = None, sets: list[str
         if section not in SECTIONS or not name:
             raise UserError(f"--set {key}: keys look like data.KEY, model.KEY, train.KEY or search.KEY")
         raw.setdefault(section, {})[name] = value
-    settings = Settings(model_name, from_dict(DataConfig, raw.get("data"), "data"),
-                        from_dict(model_entry.config, raw.get("model"), "model"),
-                        from_dict(TrainConfig, raw.get("train"), "train"),
-                        from_dict(SearchConfig, raw.get("search"), "search"))
+    settings = Settings(
+        model_name,
+        from_dict(DataConfig, raw.get("data"), "data"),
+        from_dict(model_entry.config, raw.get("model"), "model"),
+        from_dict(TrainConfig, raw.get("train"), "train"),
+        from_dict(SearchConfig, raw.get("search"), "search"),
+    )
     settings.space = parse_space(settings.search.space, settings.knobs(), model_entry.input_keys)
     return settings
 

@@ -1,6 +1,7 @@
 """The search space, parsed once from YAML into typed rules. A knob keeps its dotted name (`model.dropout`)
 from YAML through Ray Tune and Optuna to the trial: Ray's OptunaSearch only splits names on "/", so dotted
 names pass through it unchanged, and Optuna records them as they are."""
+
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +47,9 @@ def parse_rule(key: str, spec) -> Rule:
         raise UserError(f"search.space.{key} must be one of {shape}, got {spec!r}")
     kind, args = next(iter(spec.items()))
     if not isinstance(args, list) or not args or (kind != "choice" and len(args) != 2):
-        raise UserError(f"search.space.{key}: {kind} takes " + ("a list of values" if kind == "choice" else "[low, high]"))
+        raise UserError(
+            f"search.space.{key}: {kind} takes " + ("a list of values" if kind == "choice" else "[low, high]")
+        )
     if kind == "choice":
         return Rule(kind, tuple(args))
     try:
@@ -70,7 +73,9 @@ def parse_space(spec: dict, knobs: set[str], input_keys: tuple[str, ...]) -> dic
             raise UserError(f"search.space key {key!r} names no model.* or train.* setting")
         rules[key] = parse_rule(key, value)
         if key in input_keys and rules[key].kind != "choice":
-            raise UserError(f"search.space.{key} changes the model's inputs and must be a choice: {{choice: [...]}}")
+            raise UserError(
+                f"search.space.{key} changes the model's inputs and must be a choice: {{choice: [...]}}"
+            )
     return rules
 
 

@@ -3,6 +3,7 @@
 State lives in Ray's experiment directory, so running the same sweep again resumes it: finished trials are
 kept, the searcher keeps what it learned, and unfinished trials continue from their last epoch checkpoint.
 """
+
 import json
 import os
 import socket
@@ -74,8 +75,10 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
         try:
             ray.init(address=address, log_to_driver=False, logging_level="ERROR")
         except Exception as err:  # Ray raises ConnectionError, RuntimeError or its own types here
-            raise UserError(f"cannot join the Ray cluster at {address}: {str(err).splitlines()[0]}; "
-                            "check the address printed by `ray start --head`") from None
+            raise UserError(
+                f"cannot join the Ray cluster at {address}: {str(err).splitlines()[0]}; "
+                "check the address printed by `ray start --head`"
+            ) from None
     else:
         # A private local cluster listens on loopback only: nothing else on the network can join it.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -86,7 +89,9 @@ def _enable_token_auth_if_available() -> None:
     """`ray start` turns token authentication on whenever a token is available (~/.ray/auth_token); a
     driver does not, and is then refused. Do what `ray start` does; RAY_AUTH_MODE, when set, still decides."""
     try:
-        from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
     except ImportError:  # a Ray without token authentication
         return
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
@@ -99,8 +104,10 @@ def _check_reachable(address: str) -> None:
     try:
         socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
     except OSError as err:
-        raise UserError(f"no Ray cluster answers at {address} ({err.strerror or err}); start one with "
-                        "`ray start --head --port PORT` or leave out --address to run locally") from None
+        raise UserError(
+            f"no Ray cluster answers at {address} ({err.strerror or err}); start one with "
+            "`ray start --head --port PORT` or leave out --address to run locally"
+        ) from None
 
 
 def node_cpus() -> int:
@@ -132,25 +139,40 @@ class Progress(tune.Callback):
         eta = per_trial * max(0, self.total - len(finished))
         best = f"{min(losses):.4f}" if losses else "-"
         acc = last.get("best_val_acc")
-        print(f"[{self.label}] trial {len(finished)}/{self.total} {state} after {last.get('training_iteration', 0)} "
-              f"epochs" + (f", val acc {acc:.3f}" if acc is not None else "") +
-              f" | best val loss {best} | {per_trial:.1f}s/trial | ETA {eta:.0f}s", flush=True)
+        print(
+            f"[{self.label}] trial {len(finished)}/{self.total} {state} after "
+            f"{last.get('training_iteration', 0)} "
+            f"epochs"
+            + (f", val acc {acc:.3f}" if acc is not None else "")
+            + f" | best val loss {best} | {per_trial:.1f}s/trial | ETA {eta:.0f}s",
+            flush=True,
+        )
 
 
-def run_search(settings: Settings, inputs: dict, infos: dict, num_classes: int, exp_dir: Path, cpus: int,
-               label: str) -> tuple[list[TrialRecord], optuna.Study | None]:
+def run_search(
+    settings: Settings, inputs: dict, infos: dict, num_classes: int, exp_dir: Path, cpus: int, label: str
+) -> tuple[list[TrialRecord], optuna.Study | None]:
     """Run (or resume) the search and return one record per trial. inputs, infos: {variant: ...} for train
     and val (search.inputs.sweep_inputs); the test split is not among them."""
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")  # small state, saved often: a kill loses little
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0, the legacy reporter prints nothing
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, settings=settings, inputs=inputs, infos=infos, num_classes=num_classes,
-                             budget_bytes=parse_bytes(settings.search.memory_budget), cpus=cpus),
-        {"cpu": cpus})
+        tune.with_parameters(
+            run_trial,
+            settings=settings,
+            inputs=inputs,
+            infos=infos,
+            num_classes=num_classes,
+            budget_bytes=parse_bytes(settings.search.memory_budget),
+            cpus=cpus,
+        ),
+        {"cpu": cpus},
+    )
     exp_dir = exp_dir.resolve()
     if tune.Tuner.can_restore(str(exp_dir)):
-        tuner = tune.Tuner.restore(str(exp_dir), trainable, resume_unfinished=True, resume_errored=False,
-                                   restart_errored=False)
+        tuner = tune.Tuner.restore(
+            str(exp_dir), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
+        )
     else:
         tuner = _new_tuner(settings, trainable, exp_dir)
     # Tuner.restore takes no RunConfig, and the progress line needs this run's clock: set it on the tuner.
@@ -162,20 +184,38 @@ def run_search(settings: Settings, inputs: dict, infos: dict, num_classes: int, 
 
 def _new_tuner(settings: Settings, trainable, exp_dir: Path) -> tune.Tuner:
     point = seed_point(settings.space, {key: settings.get(key) for key in settings.space})
-    searcher = PruneAwareOptunaSearch(space={key: rule.domain() for key, rule in settings.space.items()},
-                                      metric=SEARCH_METRIC, mode="min", points_to_evaluate=[point] if point else None,
-                                      seed=settings.train.seed)
-    scheduler = ASHAScheduler(metric=ASHA_METRIC, mode="min", max_t=settings.train.max_epochs,
-                              grace_period=min(settings.search.grace_period, settings.train.max_epochs),
-                              reduction_factor=settings.search.reduction_factor)
+    searcher = PruneAwareOptunaSearch(
+        space={key: rule.domain() for key, rule in settings.space.items()},
+        metric=SEARCH_METRIC,
+        mode="min",
+        points_to_evaluate=[point] if point else None,
+        seed=settings.train.seed,
+    )
+    scheduler = ASHAScheduler(
+        metric=ASHA_METRIC,
+        mode="min",
+        max_t=settings.train.max_epochs,
+        grace_period=min(settings.search.grace_period, settings.train.max_epochs),
+        reduction_factor=settings.search.reduction_factor,
+    )
     return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=settings.search.trials,
-                                    max_concurrent_trials=1, reuse_actors=True,
-                                    trial_dirname_creator=lambda t: t.trial_id),
-        run_config=tune.RunConfig(name=exp_dir.name, storage_path=str(exp_dir.parent), verbose=0,
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                                  failure_config=tune.FailureConfig(max_failures=0)))
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=settings.search.trials,
+            max_concurrent_trials=1,
+            reuse_actors=True,
+            trial_dirname_creator=lambda t: t.trial_id,
+        ),
+        run_config=tune.RunConfig(
+            name=exp_dir.name,
+            storage_path=str(exp_dir.parent),
+            verbose=0,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
+    )
 
 
 def _searcher(tuner: tune.Tuner) -> PruneAwareOptunaSearch | None:
@@ -193,16 +233,28 @@ def _record(result) -> TrialRecord:
     frame = result.metrics_dataframe
     history = frame.to_dict("records") if frame is not None else []
     seconds = float(metrics.get("time_total_s", 0.0))
-    base = dict(trial_id=trial_id, params=params, history=history, seconds=seconds,
-                epochs=int(metrics.get("training_iteration", 0)), peak_rss_mb=metrics.get("peak_rss_mb"))
+    base = dict(
+        trial_id=trial_id,
+        params=params,
+        history=history,
+        seconds=seconds,
+        epochs=int(metrics.get("training_iteration", 0)),
+        peak_rss_mb=metrics.get("peak_rss_mb"),
+    )
     if result.error is not None:
         return TrialRecord(state="failed", reason=_reason(result), **base)
     epoch_s = [h["seconds"] for h in history if h.get("seconds") is not None]
-    return TrialRecord(state="completed" if metrics.get("finished") else "stopped_early", reason="",
-                       best_epoch=int(metrics.get("best_epoch", 0)), best_val_loss=metrics.get("best_val_loss"),
-                       best_val_acc=metrics.get("best_val_acc"), overfitting=bool(metrics.get("overfitting")),
-                       collapse=bool(metrics.get("collapse")),
-                       mean_epoch_s=sum(epoch_s) / len(epoch_s) if epoch_s else None, **base)
+    return TrialRecord(
+        state="completed" if metrics.get("finished") else "stopped_early",
+        reason="",
+        best_epoch=int(metrics.get("best_epoch", 0)),
+        best_val_loss=metrics.get("best_val_loss"),
+        best_val_acc=metrics.get("best_val_acc"),
+        overfitting=bool(metrics.get("overfitting")),
+        collapse=bool(metrics.get("collapse")),
+        mean_epoch_s=sum(epoch_s) / len(epoch_s) if epoch_s else None,
+        **base,
+    )
 
 
 def _reason(result) -> str:

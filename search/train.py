@@ -1,7 +1,8 @@
 """Train one model with one configuration and print its validation metrics and the data report.
 
-    python -m search.train --model lstm [--dataset imdb] [--epochs 5] [--set train.lr=0.002] [--json]
+python -m search.train --model lstm [--dataset imdb] [--epochs 5] [--set train.lr=0.002] [--json]
 """
+
 import argparse
 import json
 import time
@@ -14,8 +15,11 @@ from search.engine import evaluate, fit, seed_everything
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m search.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m search.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", required=True, choices=list(MODELS), help="architecture")
     add_data_args(parser)
     add_model_args(parser)
@@ -36,23 +40,45 @@ def main(argv=None):
 
     def show(stats, _snapshot, _last):
         flags = " OVERFITTING" * stats.overfitting + " COLLAPSE" * stats.collapse
-        print(f"epoch {stats.epoch:2d}  train loss {stats.train_loss:.4f} acc {stats.train_acc:.3f}  "
-              f"val loss {stats.val_loss:.4f} acc {stats.val_acc:.3f}  lr {stats.lr:.2e}  "
-              f"grad {stats.grad_norm:.2f}  {stats.seconds:.2f}s{flags}", flush=True)
+        print(
+            f"epoch {stats.epoch:2d}  train loss {stats.train_loss:.4f} acc {stats.train_acc:.3f}  "
+            f"val loss {stats.val_loss:.4f} acc {stats.val_acc:.3f}  lr {stats.lr:.2e}  "
+            f"grad {stats.grad_norm:.2f}  {stats.seconds:.2f}s{flags}",
+            flush=True,
+        )
 
     start = time.perf_counter()
     result = fit(model, inputs["train"], inputs["val"], settings.train, on_epoch=show)
     val = evaluate(model, inputs["val"], data.num_classes, settings.train.eval_batch_size)
-    print(f"best epoch {result.best_epoch}: val accuracy {val['accuracy']:.4f}  precision {val['precision']:.4f}  "
-          f"recall {val['recall']:.4f}  F1 {val['f1']:.4f}  ({time.perf_counter() - start:.1f}s)")
+    print(
+        f"best epoch {result.best_epoch}: val accuracy {val['accuracy']:.4f}  "
+        f"precision {val['precision']:.4f}  "
+        f"recall {val['recall']:.4f}  F1 {val['f1']:.4f}  ({time.perf_counter() - start:.1f}s)"
+    )
     if args.json:
         last = result.history[-1]
-        print(json.dumps({"model": args.model, "dataset": data.name, "val_accuracy": val["accuracy"],
-                          "val_precision": val["precision"], "val_recall": val["recall"], "val_f1": val["f1"],
-                          "val_confusion": val["confusion"], "epochs_run": len(result.history),
-                          "best_epoch": result.best_epoch, "epoch_seconds": [h.seconds for h in result.history],
-                          "params": params, "trainable_params": trainable, "overfitting": last.overfitting,
-                          "collapse": last.collapse, "config": settings.as_dict(), "data_report": data.report}))
+        print(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "dataset": data.name,
+                    "val_accuracy": val["accuracy"],
+                    "val_precision": val["precision"],
+                    "val_recall": val["recall"],
+                    "val_f1": val["f1"],
+                    "val_confusion": val["confusion"],
+                    "epochs_run": len(result.history),
+                    "best_epoch": result.best_epoch,
+                    "epoch_seconds": [h.seconds for h in result.history],
+                    "params": params,
+                    "trainable_params": trainable,
+                    "overfitting": last.overfitting,
+                    "collapse": last.collapse,
+                    "config": settings.as_dict(),
+                    "data_report": data.report,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ one training loop, report every epoch with a checkpoint, and stay inside its CPU
 
 It receives train and val tensors from the driver (through Ray's object store), never the test split.
 """
+
 import dataclasses
 import json
 import tempfile
@@ -21,8 +22,15 @@ STATE_FILE = "state.pt"
 KILL_NOTE = "memory_kill.json"  # written just before the watchdog kills the process, read by the driver
 
 
-def run_trial(config: dict, settings: Settings, inputs: dict, infos: dict, num_classes: int, budget_bytes: int,
-              cpus: int) -> None:
+def run_trial(
+    config: dict,
+    settings: Settings,
+    inputs: dict,
+    infos: dict,
+    num_classes: int,
+    budget_bytes: int,
+    cpus: int,
+) -> None:
     """config: {"model.dropout": 0.2, ...}, the sampled point; inputs, infos: {variant: ...} from
     search.inputs.sweep_inputs, of which the trial takes the one its configuration reads."""
     trial_dir = Path(tune.get_context().get_trial_dir())
@@ -49,16 +57,28 @@ def run_trial(config: dict, settings: Settings, inputs: dict, infos: dict, num_c
             state = snapshot()
             best = state["history"][state["best_epoch"] - 1]
             metrics = dataclasses.asdict(stats) | {
-                "best_val_loss": state["best_val_loss"], "best_val_acc": best["val_acc"],
-                "best_epoch": state["best_epoch"], "peak_rss_mb": watch.peak_mb, "params": params,
-                "trainable_params": trainable, "finished": last}
+                "best_val_loss": state["best_val_loss"],
+                "best_val_acc": best["val_acc"],
+                "best_epoch": state["best_epoch"],
+                "peak_rss_mb": watch.peak_mb,
+                "params": params,
+                "trainable_params": trainable,
+                "finished": last,
+            }
             state.update(finished=last, metrics=metrics)
             with tempfile.TemporaryDirectory() as tmp:
                 torch.save(state, Path(tmp) / STATE_FILE)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
-        fit(model, inputs["train"], inputs["val"], settings.train, on_epoch=on_epoch, on_batch=watch.check,
-            resume=resume)
+        fit(
+            model,
+            inputs["train"],
+            inputs["val"],
+            settings.train,
+            on_epoch=on_epoch,
+            on_batch=watch.check,
+            resume=resume,
+        )
 
 
 def _load_checkpoint() -> dict | None:

@@ -1,10 +1,11 @@
-"""Search hyperparameters for one model or all four, retrain the best on several seeds, report on test.
+"""Search hyperparameters for one model or every registered one, retrain the best on several seeds, test.
 
-    python -m search.tune --model lstm                 # 20 trials on IMDB-2k, then 3 retrains and the leaderboard
+    python -m search.tune --model lstm     # 20 trials on IMDB-2k, then 3 retrains and the leaderboard
     python -m search.tune --model all --trials 10 --dataset 20newsgroups --data-path 20news-bydate.tar.gz
 
 Run the same command again to resume an interrupted sweep (or to show a finished one); --fresh starts over.
 """
+
 import argparse
 import csv
 import json
@@ -28,17 +29,30 @@ STATES = ("completed", "stopped_early", "failed")
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m search.tune", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, choices=[*MODELS, "all"], help="architecture, or every registered one in turn")
+    parser = argparse.ArgumentParser(
+        prog="python -m search.tune",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        choices=[*MODELS, "all"],
+        help="architecture, or every registered one in turn",
+    )
     add_data_args(parser)
     add_model_args(parser)
     g = parser.add_argument_group("search")
     g.add_argument("--trials", type=int, help=f"trials per model (default {SearchConfig.trials})")
     g.add_argument("--cpus", type=int, help="CPUs per trial; torch uses as many threads (default: all)")
-    g.add_argument("--memory-budget", help="enforced RSS limit per trial, e.g. 800MB or 3GB (default from config)")
-    g.add_argument("--seeds", type=int,
-                   help=f"seeds for the final retrain of the best configuration (default {SearchConfig.seeds})")
+    g.add_argument(
+        "--memory-budget", help="enforced RSS limit per trial, e.g. 800MB or 3GB (default from config)"
+    )
+    g.add_argument(
+        "--seeds",
+        type=int,
+        help=f"seeds for the final retrain of the best configuration (default {SearchConfig.seeds})",
+    )
     g.add_argument("--name", help="sweep name (default: derived from the dataset)")
     g.add_argument("--runs-dir", default="runs", help="where sweeps live (default ./runs)")
     g.add_argument("--fresh", action="store_true", help="discard this sweep's saved state and start over")
@@ -47,13 +61,21 @@ def parse_args(argv):
 
 
 def search_overrides(args) -> dict:
-    out = {"search.trials": args.trials, "search.seeds": args.seeds, "search.memory_budget": args.memory_budget}
+    out = {
+        "search.trials": args.trials,
+        "search.seeds": args.seeds,
+        "search.memory_budget": args.memory_budget,
+    }
     return {k: v for k, v in out.items() if v is not None}
 
 
 def default_name(settings) -> str:
     data = settings.data
-    name = Path(data.dataset).stem if data.dataset not in ("imdb", "rotten_tomatoes", "20newsgroups") else data.dataset
+    name = (
+        Path(data.dataset).stem
+        if data.dataset not in ("imdb", "rotten_tomatoes", "20newsgroups")
+        else data.dataset
+    )
     if data.dataset == "20newsgroups" and data.keep_headers:
         name += "-headers"
     return name + ("-full" if data.full else "")
@@ -72,9 +94,11 @@ def check_sweep_state(sweep_dir: Path, settings, fresh: bool) -> None:
         for section in ("data", "model", "train", "search"):
             for key in sorted(set(wanted[section]) | set(saved[section])):
                 if wanted[section].get(key) != saved[section].get(key):
-                    raise UserError(f"{sweep_dir} was started with {section}.{key}={saved[section].get(key)!r}, "
-                                    f"not {wanted[section].get(key)!r}; rerun with the same settings to resume, "
-                                    "or pass --fresh to discard it, or --name to start another sweep")
+                    raise UserError(
+                        f"{sweep_dir} was started with {section}.{key}={saved[section].get(key)!r}, "
+                        f"not {wanted[section].get(key)!r}; rerun with the same settings to resume, "
+                        "or pass --fresh to discard it, or --name to start another sweep"
+                    )
     else:
         sweep_dir.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps(wanted, indent=2))
@@ -85,13 +109,26 @@ def write_trials(sweep_dir: Path, records) -> None:
 
     rows = [record_dict(r) for r in records]
     with open(sweep_dir / "trials.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=[k for k in rows[0] if k != "params"] + sorted(rows[0]["params"]))
+        writer = csv.DictWriter(
+            fh, fieldnames=[k for k in rows[0] if k != "params"] + sorted(rows[0]["params"])
+        )
         writer.writeheader()
         for row in rows:
             params = row.pop("params")
             writer.writerow(row | params)
-    keys = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "grad_norm", "seconds",
-            "overfitting", "collapse", "peak_rss_mb"]
+    keys = [
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "lr",
+        "grad_norm",
+        "seconds",
+        "overfitting",
+        "collapse",
+        "peak_rss_mb",
+    ]
     with open(sweep_dir / "history.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["trial_id", *keys])
@@ -114,11 +151,17 @@ def run_model(model_name: str, args, sweep_root: Path) -> dict:
     data = prepare(settings.data, args.cache_dir)
     connect(args.address)
     cpus = args.cpus or node_cpus()
-    require(cpus <= node_cpus(), f"--cpus {cpus} is more than any Ray node has ({node_cpus()}); "
-                                 "a trial would wait forever, so ask for fewer")
+    require(
+        cpus <= node_cpus(),
+        f"--cpus {cpus} is more than any Ray node has ({node_cpus()}); "
+        "a trial would wait forever, so ask for fewer",
+    )
     inputs, infos = sweep_inputs(settings, data, args.cache_dir)
-    print(f"[{model_name}] searching {settings.search.trials} trials, {cpus} CPU(s) and "
-          f"{settings.search.memory_budget} per trial, state in {sweep_dir}", flush=True)
+    print(
+        f"[{model_name}] searching {settings.search.trials} trials, {cpus} CPU(s) and "
+        f"{settings.search.memory_budget} per trial, state in {sweep_dir}",
+        flush=True,
+    )
     records, study = run_search(settings, inputs, infos, data.num_classes, sweep_dir, cpus, model_name)
     search_wall = time.time() - start  # this run's; an interrupted earlier run's time is not counted
     write_trials(sweep_dir, records)
@@ -126,23 +169,44 @@ def run_model(model_name: str, args, sweep_root: Path) -> dict:
     completed = [r for r in records if r.state == "completed"]
     if not completed:
         reasons = sorted({r.reason for r in records if r.reason})
-        raise UserError(f"no {model_name} trial completed ({counts}); " + (f"first reason: {reasons[0]}" if reasons
-                        else "raise --memory-budget or widen the search space"))
+        raise UserError(
+            f"no {model_name} trial completed ({counts}); "
+            + (
+                f"first reason: {reasons[0]}"
+                if reasons
+                else "raise --memory-budget or widen the search space"
+            )
+        )
     best = min(completed, key=lambda r: r.best_val_loss)
-    print(f"[{model_name}] best trial {best.trial_id}: val loss {best.best_val_loss:.4f}, val acc "
-          f"{best.best_val_acc:.4f}; retraining on {settings.search.seeds} seeds", flush=True)
+    print(
+        f"[{model_name}] best trial {best.trial_id}: val loss {best.best_val_loss:.4f}, val acc "
+        f"{best.best_val_acc:.4f}; retraining on {settings.search.seeds} seeds",
+        flush=True,
+    )
     best_settings = apply_params(settings, best.params)
-    all_inputs, info = entry(model_name).inputs(best_settings.model, data, ("train", "val", "test"), args.cache_dir)
+    all_inputs, info = entry(model_name).inputs(
+        best_settings.model, data, ("train", "val", "test"), args.cache_dir
+    )
     seeds = [settings.train.seed + i for i in range(settings.search.seeds)]
-    result = retrain(best_settings, all_inputs, info, data.num_classes, seeds, cpus, sweep_dir,
-                     data.test.clean_texts)
+    result = retrain(
+        best_settings, all_inputs, info, data.num_classes, seeds, cpus, sweep_dir, data.test.clean_texts
+    )
     save_artifacts(sweep_dir, best_settings, data)
-    summary = {"model": model_name, "dataset": data.name, "trials": counts | {"total": len(records)},
-               "optuna_states": _optuna_states(study), "best_trial": best.trial_id, "best_params": best.params,
-               "best_val_loss": best.best_val_loss, "best_val_acc": best.best_val_acc,
-               "best_trial_peak_rss_mb": best.peak_rss_mb, "search_wall_s": search_wall,
-               "wall_s": time.time() - start, "retrain": result,
-               "data_report": data.report}
+    summary = {
+        "model": model_name,
+        "dataset": data.name,
+        "trials": counts | {"total": len(records)},
+        "optuna_states": _optuna_states(study),
+        "best_trial": best.trial_id,
+        "best_params": best.params,
+        "best_val_loss": best.best_val_loss,
+        "best_val_acc": best.best_val_acc,
+        "best_trial_peak_rss_mb": best.peak_rss_mb,
+        "search_wall_s": search_wall,
+        "wall_s": time.time() - start,
+        "retrain": result,
+        "data_report": data.report,
+    }
     summary_file.write_text(json.dumps(summary, indent=2))
     (sweep_dir / "test_metrics.json").write_text(json.dumps(result["seeds"], indent=2))
     return summary
@@ -157,10 +221,14 @@ def _optuna_states(study) -> dict:
 
 def save_artifacts(sweep_dir: Path, best_settings, data) -> None:
     best = best_settings.as_dict()
-    (sweep_dir / "best_config.yaml").write_text(yaml.safe_dump({"model": best["model"], "train": best["train"]},
-                                                               sort_keys=False))
-    (sweep_dir / "vocab.json").write_text(json.dumps({"vocab": data.vocab, "label_names": data.label_names,
-                                                      "encoder": best["model"].get("encoder")}))
+    (sweep_dir / "best_config.yaml").write_text(
+        yaml.safe_dump({"model": best["model"], "train": best["train"]}, sort_keys=False)
+    )
+    (sweep_dir / "vocab.json").write_text(
+        json.dumps(
+            {"vocab": data.vocab, "label_names": data.label_names, "encoder": best["model"].get("encoder")}
+        )
+    )
     (sweep_dir / "data_report.json").write_text(json.dumps(data.report, indent=2))
 
 
@@ -176,8 +244,11 @@ def main(argv=None):
     require(args.trials is None or args.trials >= 1, f"--trials must be at least 1, got {args.trials}")
     require(args.cpus is None or args.cpus >= 1, f"--cpus must be at least 1, got {args.cpus}")
     require(args.seeds is None or args.seeds >= 1, f"--seeds must be at least 1, got {args.seeds}")
-    require(not (args.config and args.model == "all"), "--config replaces one model's YAML; use it with a single "
-                                                       "--model, or edit configs/<model>.yaml for --model all")
+    require(
+        not (args.config and args.model == "all"),
+        "--config replaces one model's YAML; use it with a single "
+        "--model, or edit configs/<model>.yaml for --model all",
+    )
     if args.memory_budget:
         parse_bytes(args.memory_budget)
     models = list(MODELS) if args.model == "all" else [args.model]

@@ -44,7 +44,9 @@ def tiny_distilbert(tmp_path_factory, minilm_dir):
     from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
 
     path = tmp_path_factory.mktemp("tiny-distilbert")
-    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)  # the same uncased WordPiece vocabulary as DistilBERT
+    tokenizer = AutoTokenizer.from_pretrained(
+        minilm_dir
+    )  # the same uncased WordPiece vocabulary as DistilBERT
     config = DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64)
     tokenizer.save_pretrained(path)
     DistilBertModel(config).save_pretrained(path)

@@ -12,8 +12,11 @@ from search.engine import TrainConfig, TrainingDiverged, batches, fit, metrics, 
 
 @pytest.fixture(scope="module")
 def ng_inputs(ng_archive):
-    data = prepare(DataConfig(dataset="20newsgroups", data_path=str(ng_archive), train_size=600, val_size=200,
-                              test_size=100))
+    data = prepare(
+        DataConfig(
+            dataset="20newsgroups", data_path=str(ng_archive), train_size=600, val_size=200, test_size=100
+        )
+    )
     return data, entry("lstm").inputs(None, data)[0]
 
 
@@ -36,7 +39,9 @@ def test_best_state_is_restored_after_early_stopping(imdb_small):
     cfg = TrainConfig(lr=1e-2, max_epochs=12, patience=2)
     result = fit(model, inputs["train"], inputs["val"], cfg)
     assert result.stopped_early and result.best_epoch < len(result.history)
-    loss = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)(predict(model, inputs["val"]), inputs["val"]["labels"])
+    loss = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)(
+        predict(model, inputs["val"]), inputs["val"]["labels"]
+    )
     assert float(loss) == pytest.approx(result.best_val_loss, abs=1e-5)
     stats = result.history[0]
     assert stats.seconds > 0 and stats.grad_norm > 0 and stats.lr == 1e-2
@@ -51,11 +56,21 @@ def test_resume_from_a_snapshot_continues_exactly(imdb_small):
         snapshots[stats.epoch] = copy.deepcopy(snapshot())
 
     seed_everything(3)
-    straight = fit(build_model("lstm", MODELS["lstm"].config(), 2, {"vocab_size": len(imdb_small.vocab)}), inputs["train"],
-                   inputs["val"], cfg, on_epoch=keep)
+    straight = fit(
+        build_model("lstm", MODELS["lstm"].config(), 2, {"vocab_size": len(imdb_small.vocab)}),
+        inputs["train"],
+        inputs["val"],
+        cfg,
+        on_epoch=keep,
+    )
     seed_everything(99)  # a different init: everything must come from the snapshot
-    resumed = fit(build_model("lstm", MODELS["lstm"].config(), 2, {"vocab_size": len(imdb_small.vocab)}), inputs["train"],
-                  inputs["val"], cfg, resume=snapshots[2])
+    resumed = fit(
+        build_model("lstm", MODELS["lstm"].config(), 2, {"vocab_size": len(imdb_small.vocab)}),
+        inputs["train"],
+        inputs["val"],
+        cfg,
+        resume=snapshots[2],
+    )
     assert len(resumed.history) == 3
     assert resumed.history[2].val_loss == pytest.approx(straight.history[2].val_loss, abs=1e-6)
 
@@ -77,7 +92,11 @@ def test_nan_loss_is_reported_as_divergence():
 
 def test_bucketed_batches_cover_every_row_once_and_trim_padding():
     lengths = torch.randint(1, 64, (500,))
-    data = {"ids": torch.arange(500).unsqueeze(1).repeat(1, 64), "lengths": lengths, "labels": torch.arange(500)}
+    data = {
+        "ids": torch.arange(500).unsqueeze(1).repeat(1, 64),
+        "lengths": lengths,
+        "labels": torch.arange(500),
+    }
     seen = []
     for b in batches(data, 16, shuffle=True, generator=torch.Generator().manual_seed(0), bucket=True):
         assert b["ids"].shape[1] == int(b["lengths"].max())
@@ -89,7 +108,9 @@ def test_predict_keeps_row_order_with_length_sorting(imdb_small):
     inputs, _ = entry("lstm").inputs(None, imdb_small)
     model = build_model("lstm", MODELS["lstm"].config(), 2, {"vocab_size": len(imdb_small.vocab)})
     whole = predict(model, inputs["val"], batch_size=1000)
-    one_by_one = torch.cat([predict(model, {k: v[i : i + 1] for k, v in inputs["val"].items()}) for i in range(10)])
+    one_by_one = torch.cat(
+        [predict(model, {k: v[i : i + 1] for k, v in inputs["val"].items()}) for i in range(10)]
+    )
     assert torch.allclose(whole[:10], one_by_one, atol=1e-5)
 
 

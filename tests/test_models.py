@@ -18,10 +18,15 @@ def batch(lengths, width):
     return {"ids": ids, "lengths": torch.tensor(lengths)}
 
 
-CUSTOM = [("rnn", RNNConfig()), ("lstm", RecurrentConfig()),
-          ("lstm", RecurrentConfig(num_layers=2, bidirectional=True)), ("rnn", RNNConfig(bidirectional=True)),
-          ("rnn", RNNConfig(num_layers=2, nonlinearity="tanh", recurrent_init="default")),
-          ("transformer", TransformerConfig()), ("transformer", TransformerConfig(num_layers=1, num_heads=2))]
+CUSTOM = [
+    ("rnn", RNNConfig()),
+    ("lstm", RecurrentConfig()),
+    ("lstm", RecurrentConfig(num_layers=2, bidirectional=True)),
+    ("rnn", RNNConfig(bidirectional=True)),
+    ("rnn", RNNConfig(num_layers=2, nonlinearity="tanh", recurrent_init="default")),
+    ("transformer", TransformerConfig()),
+    ("transformer", TransformerConfig(num_layers=1, num_heads=2)),
+]
 
 
 @pytest.mark.parametrize("name,cfg", CUSTOM, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CUSTOM)])
@@ -29,7 +34,10 @@ def test_appending_pad_does_not_change_output(name, cfg):
     torch.manual_seed(0)
     model = build_model(name, cfg, 3, {"vocab_size": VOCAB}).eval()
     short = batch([5, 12, 1, 9], width=12)
-    padded = {"ids": torch.cat([short["ids"], torch.zeros(4, 40, dtype=torch.int64)], 1), "lengths": short["lengths"]}
+    padded = {
+        "ids": torch.cat([short["ids"], torch.zeros(4, 40, dtype=torch.int64)], 1),
+        "lengths": short["lengths"],
+    }
     with torch.no_grad():
         assert torch.allclose(model(short), model(padded), atol=1e-5)
 
@@ -52,7 +60,9 @@ def test_rnn_defaults_to_an_irnn_and_the_lstm_has_no_such_knobs():
             assert rnn.nonlinearity == "relu"
             assert torch.equal(rnn.weight_hh_l0, torch.eye(rnn.hidden_size))
             assert not rnn.bias_hh_l0.any() and not rnn.bias_ih_l0.any()
-    tanh = build_model("rnn", RNNConfig(nonlinearity="tanh", recurrent_init="default"), 2, {"vocab_size": VOCAB}).layers[0][0]
+    tanh = build_model(
+        "rnn", RNNConfig(nonlinearity="tanh", recurrent_init="default"), 2, {"vocab_size": VOCAB}
+    ).layers[0][0]
     assert tanh.nonlinearity == "tanh" and not torch.equal(tanh.weight_hh_l0, torch.eye(tanh.hidden_size))
     with pytest.raises(UserError, match="unknown config key model.nonlinearity"):
         load_settings("lstm", sets=["model.nonlinearity=relu"])
@@ -62,8 +72,14 @@ def test_rnn_defaults_to_an_irnn_and_the_lstm_has_no_such_knobs():
 
 def test_seed_sized_models_match_the_study():
     assert 300_000 < count_params(build_model("rnn", RNNConfig(), 2, {"vocab_size": 5002}))[0] < 340_000
-    assert 320_000 < count_params(build_model("lstm", RecurrentConfig(), 2, {"vocab_size": 5002}))[0] < 360_000
-    assert 330_000 < count_params(build_model("transformer", TransformerConfig(), 2, {"vocab_size": 5002}))[0] < 420_000
+    assert (
+        320_000 < count_params(build_model("lstm", RecurrentConfig(), 2, {"vocab_size": 5002}))[0] < 360_000
+    )
+    assert (
+        330_000
+        < count_params(build_model("transformer", TransformerConfig(), 2, {"vocab_size": 5002}))[0]
+        < 420_000
+    )
 
 
 def test_unknown_model_is_a_user_error():
@@ -88,7 +104,9 @@ def test_tiny_distilbert_loads_from_a_local_dir_and_is_frozen(tiny_distilbert):
 
 
 def test_unfreezing_top_layers_makes_them_trainable(tiny_distilbert):
-    model = build_model("distilbert", EncoderConfig(encoder=tiny_distilbert, unfreeze_layers=1, head_dim=8), 2, {})
+    model = build_model(
+        "distilbert", EncoderConfig(encoder=tiny_distilbert, unfreeze_layers=1, head_dim=8), 2, {}
+    )
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     assert any(n.startswith("encoder.transformer.layer.1.") for n in names)
     assert not any(n.startswith("encoder.transformer.layer.0.") for n in names)

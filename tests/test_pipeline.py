@@ -1,4 +1,3 @@
-
 import pytest
 import torch
 
@@ -14,9 +13,11 @@ def rows(texts, label=0):
 
 
 def test_seed_leak_example_is_dropped_from_val_and_train_is_kept():
-    processed = {"train": rows(["The neural network is amazing!!!", "Deep models learn features"]),
-                 "val": rows(["The NEURAL network is AMAZING", "Totally different sentence here"]),
-                 "test": rows(["Deep models learn features", "Another unseen sentence"])}
+    processed = {
+        "train": rows(["The neural network is amazing!!!", "Deep models learn features"]),
+        "val": rows(["The NEURAL network is AMAZING", "Totally different sentence here"]),
+        "test": rows(["Deep models learn features", "Another unseen sentence"]),
+    }
     report = {"splits": {s: {} for s in processed}}
     drop_leaks(processed, report)
     assert [r[1] for r in processed["train"]] == ["neural network amazing", "deep models learn features"]
@@ -27,7 +28,9 @@ def test_seed_leak_example_is_dropped_from_val_and_train_is_kept():
 
 def made_dataset(n=200, duplicates=20, empties=10):
     texts = [f"review number {i} says word{i % 7} and thing{i}" for i in range(n - duplicates - empties)]
-    texts += ["The neural network is amazing!!!"] * (duplicates // 2) + ["The NEURAL network is AMAZING"] * (duplicates // 2)
+    texts += ["The neural network is amazing!!!"] * (duplicates // 2) + ["The NEURAL network is AMAZING"] * (
+        duplicates // 2
+    )
     texts += ["!!! ### @@@ ---"] * empties
     labels = [i % 2 for i in range(n)]
     return RawDataset("made", texts, labels, ["a", "b"], "file")
@@ -38,11 +41,15 @@ def test_build_counts_every_step_and_leaves_no_overlap():
     splits = data.report["splits"]
     for name in ("train", "val", "test"):
         s = splits[name]
-        assert s["sampled"] - s["empty_dropped"] - s["leaked_dropped"] == s["final"] == len(getattr(data, name))
+        assert (
+            s["sampled"] - s["empty_dropped"] - s["leaked_dropped"] == s["final"] == len(getattr(data, name))
+        )
     assert sum(s["empty_dropped"] for s in splits.values()) == 10
     assert splits["val"]["leaked_dropped"] + splits["test"]["leaked_dropped"] > 0
     texts = {n: set(getattr(data, n).texts) for n in ("train", "val", "test")}
-    assert not (texts["train"] & texts["val"] or texts["train"] & texts["test"] or texts["val"] & texts["test"])
+    assert not (
+        texts["train"] & texts["val"] or texts["train"] & texts["test"] or texts["val"] & texts["test"]
+    )
     assert all(t for n in texts for t in texts[n])
 
 
@@ -103,7 +110,9 @@ def test_cache_hit_and_new_entry_on_changed_setting(cache_dir):
 
 
 def test_20newsgroups_from_local_archive(ng_archive):
-    cfg = DataConfig(dataset="20newsgroups", data_path=str(ng_archive), train_size=300, val_size=100, test_size=100)
+    cfg = DataConfig(
+        dataset="20newsgroups", data_path=str(ng_archive), train_size=300, val_size=100, test_size=100
+    )
     data = prepare(cfg)
     assert data.name == "20newsgroups-stripped" and data.label_names == ["rest", "technical"]
     assert data.report["source_rows"] == 18846
@@ -116,11 +125,21 @@ def test_20newsgroups_from_local_archive(ng_archive):
 
 def test_user_csv_with_string_labels(tmp_path):
     path = tmp_path / "reviews.csv"
-    lines = ["body,sentiment"] + [f"\"great movie number{i} loved it\",pos" if i % 2 else f"\"awful film number{i} hated it\",neg"
-                                  for i in range(60)]
+    lines = ["body,sentiment"] + [
+        f'"great movie number{i} loved it",pos' if i % 2 else f'"awful film number{i} hated it",neg'
+        for i in range(60)
+    ]
     path.write_text("\n".join(lines))
-    data = prepare(DataConfig(dataset=str(path), text_column="body", label_column="sentiment",
-                              train_size=30, val_size=10, test_size=10))
+    data = prepare(
+        DataConfig(
+            dataset=str(path),
+            text_column="body",
+            label_column="sentiment",
+            train_size=30,
+            val_size=10,
+            test_size=10,
+        )
+    )
     assert data.label_names == ["neg", "pos"] and data.num_classes == 2
     assert data.report["label_names"] == ["neg", "pos"]
 
@@ -129,8 +148,12 @@ def test_user_csv_with_string_labels(tmp_path):
 def test_user_file_with_three_classes(tmp_path, suffix):
     import pandas as pd
 
-    frame = pd.DataFrame({"text": [f"sample text {['alpha', 'bravo', 'charlie'][i % 3]} item{i}" for i in range(90)],
-                          "label": [i % 3 for i in range(90)]})
+    frame = pd.DataFrame(
+        {
+            "text": [f"sample text {['alpha', 'bravo', 'charlie'][i % 3]} item{i}" for i in range(90)],
+            "label": [i % 3 for i in range(90)],
+        }
+    )
     path = tmp_path / f"three{suffix}"
     if suffix == ".jsonl":
         frame.to_json(path, orient="records", lines=True)
@@ -143,7 +166,7 @@ def test_user_file_with_three_classes(tmp_path, suffix):
 
 def test_failed_preparation_leaves_no_cache_entry(tmp_path, cache_dir):
     path = tmp_path / "empty_texts.csv"
-    path.write_text("text,label\n" + "\n".join(f"\"!!! ###\",{i % 2}" for i in range(40)))
+    path.write_text("text,label\n" + "\n".join(f'"!!! ###",{i % 2}' for i in range(40)))
     cfg = DataConfig(dataset=str(path), train_size=20, val_size=10, test_size=10)
     with pytest.raises(UserError, match="empty after cleaning"):
         prepare(cfg)

@@ -7,8 +7,9 @@ from search.sweep import PruneAwareOptunaSearch
 
 
 def make():
-    return PruneAwareOptunaSearch(space={"model": {"dropout": tune.uniform(0, 0.5)}}, metric="best_val_loss",
-                                  mode="min", seed=0)
+    return PruneAwareOptunaSearch(
+        space={"model": {"dropout": tune.uniform(0, 0.5)}}, metric="best_val_loss", mode="min", seed=0
+    )
 
 
 def test_scheduler_stopped_trial_reaches_optuna_as_pruned():
@@ -20,7 +21,11 @@ def test_scheduler_stopped_trial_reaches_optuna_as_pruned():
     searcher.on_trial_complete("b", {"best_val_loss": 0.7, "training_iteration": 1, "finished": False})
     searcher.on_trial_complete("c", {"best_val_loss": 0.7, "training_iteration": 1}, error=True)
     states = [t.state for t in searcher.study.trials]
-    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL]
+    assert states == [
+        optuna.trial.TrialState.COMPLETE,
+        optuna.trial.TrialState.PRUNED,
+        optuna.trial.TrialState.FAIL,
+    ]
     assert searcher.study.best_value == 0.6
 
 
@@ -47,9 +52,13 @@ def test_space_from_yaml_keeps_dotted_keys_and_seed_config_first():
 
 def test_dotted_names_pass_through_rays_optuna_search_unchanged():
     settings = load_settings("lstm")
-    searcher = PruneAwareOptunaSearch(space={k: rule.domain() for k, rule in settings.space.items()},
-                                      metric="best_val_loss", mode="min", seed=0,
-                                      points_to_evaluate=[{k: settings.get(k) for k in settings.space}])
+    searcher = PruneAwareOptunaSearch(
+        space={k: rule.domain() for k, rule in settings.space.items()},
+        metric="best_val_loss",
+        mode="min",
+        seed=0,
+        points_to_evaluate=[{k: settings.get(k) for k in settings.space}],
+    )
     config = searcher.suggest("t")
     assert set(config) == set(settings.space)  # flat, dotted: the trial applies it as it is
     assert config["model.embed_dim"] == 64
@@ -58,6 +67,8 @@ def test_dotted_names_pass_through_rays_optuna_search_unchanged():
 
 def test_randint_rule_includes_its_upper_bound():
     rule = Rule("randint", (1, 2))
-    searcher = PruneAwareOptunaSearch(space={"model.num_layers": rule.domain()}, metric="m", mode="min", seed=0)
+    searcher = PruneAwareOptunaSearch(
+        space={"model.num_layers": rule.domain()}, metric="m", mode="min", seed=0
+    )
     values = {searcher.suggest(str(i))["model.num_layers"] for i in range(30)}
     assert values == {1, 2}

@@ -1,5 +1,6 @@
 """The shape of the code: dependencies run one way, each default is written once, and a new architecture
 is one module, one registry line and one YAML, with nothing to change in search/."""
+
 import ast
 import dataclasses
 import json
@@ -47,8 +48,13 @@ def test_nothing_below_imports_from_above(name, path):
 
 
 def test_models_and_data_never_import_search():
-    offenders = [(name, imp) for name, path in modules() if name.startswith(("models", "data_pipeline", "configs"))
-                 for imp in our_imports(path) if imp.startswith("search")]
+    offenders = [
+        (name, imp)
+        for name, path in modules()
+        if name.startswith(("models", "data_pipeline", "configs"))
+        for imp in our_imports(path)
+        if imp.startswith("search")
+    ]
     assert offenders == []
 
 
@@ -65,11 +71,13 @@ def test_shipped_yaml_repeats_no_default(model):
         for section, values in loaded.items():
             defaults = {f.name: f.default for f in dataclasses.fields(classes[section])}
             for key, value in (values or {}).items():
-                assert key == "space" or value != defaults[key], f"configs/{name}.yaml repeats {section}.{key}"
+                assert key == "space" or value != defaults[key], (
+                    f"configs/{name}.yaml repeats {section}.{key}"
+                )
 
 
 # A fifth architecture, registered by its own module and nowhere else: a bag of embeddings.
-PLUGIN = '''
+PLUGIN = """
 from dataclasses import dataclass
 
 import torch
@@ -99,27 +107,54 @@ class Bag(nn.Module):
 
 
 register("bag", Entry(BagConfig, lambda cfg, k, info: Bag(cfg, info["vocab_size"], k), vocab_inputs))
-'''
-DRIVER = '''
+"""
+DRIVER = """
 import sys
 import bag_model  # registers "bag"
 from search.tune import main
 main(sys.argv[1:])
-'''
+"""
 
 
 def test_a_fifth_model_registered_outside_the_package_sweeps_end_to_end(tmp_path):
     (tmp_path / "bag_model.py").write_text(textwrap.dedent(PLUGIN))
     (tmp_path / "driver.py").write_text(textwrap.dedent(DRIVER))
-    (tmp_path / "bag.yaml").write_text("train: {max_epochs: 3}\nsearch:\n  space:\n"
-                                       "    model.embed_dim: {choice: [8, 16]}\n"
-                                       "    train.lr: {loguniform: [1.0e-3, 1.0e-2]}\n")
+    (tmp_path / "bag.yaml").write_text(
+        "train: {max_epochs: 3}\nsearch:\n  space:\n"
+        "    model.embed_dim: {choice: [8, 16]}\n"
+        "    train.lr: {loguniform: [1.0e-3, 1.0e-2]}\n"
+    )
     runs = tmp_path / "runs"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
-    proc = subprocess.run([sys.executable, str(tmp_path / "driver.py"), "--model", "bag", "--config",
-                           str(tmp_path / "bag.yaml"), "--runs-dir", str(runs), "--trials", "3", "--seeds", "1",
-                           "--train-size", "300", "--val-size", "100", "--test-size", "100", "--cpus", "1", "--json"],
-                          capture_output=True, text=True, env=env, timeout=400)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(tmp_path / "driver.py"),
+            "--model",
+            "bag",
+            "--config",
+            str(tmp_path / "bag.yaml"),
+            "--runs-dir",
+            str(runs),
+            "--trials",
+            "3",
+            "--seeds",
+            "1",
+            "--train-size",
+            "300",
+            "--val-size",
+            "100",
+            "--test-size",
+            "100",
+            "--cpus",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=400,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((runs / "imdb" / "bag" / "summary.json").read_text())
     assert summary["trials"]["total"] == 3 and summary["trials"]["failed"] == 0
@@ -127,3 +162,14 @@ def test_a_fifth_model_registered_outside_the_package_sweeps_end_to_end(tmp_path
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert 0.5 < result["models"]["bag"]["test_mean"]["accuracy"] <= 1.0
     assert "| bag " in (runs / "imdb" / "leaderboard.md").read_text()
+
+
+def test_no_line_is_longer_than_110_characters():
+    long = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for package in (*LAYERS, "tests")
+        for path in (ROOT / package).glob("*.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if len(line) > 110
+    ]
+    assert long == []

@@ -1,4 +1,5 @@
 """Real Ray sweeps on tiny real data, each in its own driver process, as a user runs them."""
+
 import json
 import os
 import signal
@@ -33,8 +34,20 @@ def summary(runs, model="lstm", name="imdb"):
 
 def test_sweep_records_trials_prunes_in_optuna_and_reports(tmp_path):
     runs = tmp_path / "runs"
-    cmd = tune_cmd(runs, "--model", "lstm", "--trials", "5", "--epochs", "3", "--set", "search.grace_period=1",
-                   "--set", "search.reduction_factor=2", "--json")
+    cmd = tune_cmd(
+        runs,
+        "--model",
+        "lstm",
+        "--trials",
+        "5",
+        "--epochs",
+        "3",
+        "--set",
+        "search.grace_period=1",
+        "--set",
+        "search.reduction_factor=2",
+        "--json",
+    )
     code, out, err = run(cmd)
     assert code == 0, err[-3000:]
     s = summary(runs)
@@ -46,9 +59,18 @@ def test_sweep_records_trials_prunes_in_optuna_and_reports(tmp_path):
     sweep = runs / "imdb" / "lstm"
     trials = (sweep / "trials.csv").read_text().splitlines()
     assert len(trials) == 6 and "peak_rss_mb" in trials[0]
-    assert trials[1].split(",")[trials[0].split(",").index("model.embed_dim")] == "64"  # the seed config went first
-    for name in ("best_config.yaml", "weights-seed42.safetensors", "weights-seed43.safetensors", "vocab.json",
-                 "data_report.json", "test_metrics.json", "history.csv"):
+    assert (
+        trials[1].split(",")[trials[0].split(",").index("model.embed_dim")] == "64"
+    )  # the seed config went first
+    for name in (
+        "best_config.yaml",
+        "weights-seed42.safetensors",
+        "weights-seed43.safetensors",
+        "vocab.json",
+        "data_report.json",
+        "test_metrics.json",
+        "history.csv",
+    ):
         assert (sweep / name).is_file(), name
     for trial_dir in (p for p in sweep.iterdir() if (p / "result.json").is_file()):
         assert len(list(trial_dir.glob("checkpoint_*"))) <= 2
@@ -76,14 +98,20 @@ def test_sweep_records_trials_prunes_in_optuna_and_reports(tmp_path):
 
 def test_memory_budget_is_enforced_and_the_sweep_goes_on(tmp_path):
     config = tmp_path / "hungry.yaml"
-    # The seed config (tried first) has a 5002 x 30000 embedding: ~0.6 GB of weights, ~2.4 GB with grads and Adam.
-    config.write_text("model: {embed_dim: 30000, hidden_dim: 16}\n"
-                      "train: {max_epochs: 2}\n"
-                      "search:\n  space:\n    model.embed_dim: {choice: [30000, 8]}\n"
-                      "    model.dropout: {uniform: [0.1, 0.5]}\n")
+    # The seed config (tried first) has a 5002 x 30000 embedding: ~0.6 GB of weights, ~2.4 GB with grads
+    # and Adam.
+    config.write_text(
+        "model: {embed_dim: 30000, hidden_dim: 16}\n"
+        "train: {max_epochs: 2}\n"
+        "search:\n  space:\n    model.embed_dim: {choice: [30000, 8]}\n"
+        "    model.dropout: {uniform: [0.1, 0.5]}\n"
+    )
     runs = tmp_path / "runs"
-    code, out, err = run(tune_cmd(runs, "--model", "lstm", "--config", str(config), "--trials", "3",
-                                  "--memory-budget", "1200MB"))
+    code, out, err = run(
+        tune_cmd(
+            runs, "--model", "lstm", "--config", str(config), "--trials", "3", "--memory-budget", "1200MB"
+        )
+    )
     assert code == 0, err[-3000:]
     lines = (runs / "imdb" / "lstm" / "trials.csv").read_text().splitlines()
     first = dict(zip(lines[0].split(","), lines[1].split(",")))
@@ -97,7 +125,9 @@ def test_memory_budget_is_enforced_and_the_sweep_goes_on(tmp_path):
 
 def test_killed_driver_resumes_to_exactly_n_trials(tmp_path):
     runs = tmp_path / "runs"
-    cmd = tune_cmd(runs, "--model", "lstm", "--trials", "4", "--epochs", "4", "--set", "search.grace_period=4")
+    cmd = tune_cmd(
+        runs, "--model", "lstm", "--trials", "4", "--epochs", "4", "--set", "search.grace_period=4"
+    )
     sweep = runs / "imdb" / "lstm"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     finished = {}
@@ -129,7 +159,9 @@ def test_killed_driver_resumes_to_exactly_n_trials(tmp_path):
     for name, text in finished.items():
         assert (sweep / name / "result.json").read_text() == text, f"finished trial {name} was run again"
     for d in trial_dirs:
-        iterations = [json.loads(line)["training_iteration"] for line in (d / "result.json").read_text().splitlines()]
+        iterations = [
+            json.loads(line)["training_iteration"] for line in (d / "result.json").read_text().splitlines()
+        ]
         assert iterations == list(range(1, len(iterations) + 1))
 
 
@@ -138,14 +170,33 @@ def test_sweep_on_a_real_ray_head_via_address(tmp_path):
     ray = str(Path(sys.executable).parent / "ray")
     # Ray maps 127.0.0.1 to the machine's network address unless told to stay on loopback.
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-    started = subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-                              "--disable-usage-stats"], capture_output=True, text=True, env=env, timeout=120)
+    started = subprocess.run(
+        [
+            ray,
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert started.returncode == 0, started.stderr[-2000:]
     try:
         runs = tmp_path / "runs"
-        proc = subprocess.run(tune_cmd(runs, "--model", "rnn", "--trials", "2", "--epochs", "2",
-                                       "--address", f"127.0.0.1:{port}"), capture_output=True, text=True, env=env,
-                              timeout=400)
+        proc = subprocess.run(
+            tune_cmd(
+                runs, "--model", "rnn", "--trials", "2", "--epochs", "2", "--address", f"127.0.0.1:{port}"
+            ),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=400,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert summary(runs, "rnn")["trials"]["total"] == 2
     finally:
@@ -154,15 +205,22 @@ def test_sweep_on_a_real_ray_head_via_address(tmp_path):
 
 def test_dead_address_is_a_clear_error(tmp_path):
     port = free_port()
-    code, out, err = run(tune_cmd(tmp_path, "--model", "rnn", "--trials", "1", "--address", f"127.0.0.1:{port}"))
-    assert code == 2 and err.strip().splitlines()[-1].startswith(f"error: no Ray cluster answers at 127.0.0.1:{port}")
+    code, out, err = run(
+        tune_cmd(tmp_path, "--model", "rnn", "--trials", "1", "--address", f"127.0.0.1:{port}")
+    )
+    assert code == 2 and err.strip().splitlines()[-1].startswith(
+        f"error: no Ray cluster answers at 127.0.0.1:{port}"
+    )
     assert "Traceback" not in err
 
 
 def test_encoder_sweep_trains_heads_on_cached_features(tmp_path, tiny_distilbert):
     runs = tmp_path / "runs"
-    code, out, err = run(tune_cmd(runs, "--model", "distilbert", "--encoder", tiny_distilbert, "--trials", "3",
-                                  "--epochs", "2"))
+    code, out, err = run(
+        tune_cmd(
+            runs, "--model", "distilbert", "--encoder", tiny_distilbert, "--trials", "3", "--epochs", "2"
+        )
+    )
     assert code == 0, err[-3000:]
     s = summary(runs, "distilbert")
     assert s["trials"]["total"] == 3 and s["trials"]["failed"] == 0

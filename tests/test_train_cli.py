@@ -43,8 +43,22 @@ def test_default_config_clearly_beats_the_majority_class(name, dataset, request,
 
 
 def test_set_overrides_reach_the_model(capsys):
-    code, out, err = run_cli(main, ["--model", "rnn", "--epochs", "1", "--json", "--set", "model.hidden_dim=8",
-                                    "--set", "model.embed_dim=4", *SMALL], capsys)
+    code, out, err = run_cli(
+        main,
+        [
+            "--model",
+            "rnn",
+            "--epochs",
+            "1",
+            "--json",
+            "--set",
+            "model.hidden_dim=8",
+            "--set",
+            "model.embed_dim=4",
+            *SMALL,
+        ],
+        capsys,
+    )
     assert code == 0, err
     result = last_json(out)
     assert result["config"]["model"]["hidden_dim"] == 8
@@ -66,16 +80,44 @@ def test_distilbert_path_with_tiny_distilbert_and_cached_features(tiny_distilber
 
 
 def test_distilbert_with_real_minilm_weights_learns(minilm_dir, capsys):
-    code, out, err = run_cli(main, ["--model", "distilbert", "--encoder", minilm_dir, "--epochs", "4",
-                                    "--set", "model.pooling=mean", "--json", *SMALL], capsys)
+    code, out, err = run_cli(
+        main,
+        [
+            "--model",
+            "distilbert",
+            "--encoder",
+            minilm_dir,
+            "--epochs",
+            "4",
+            "--set",
+            "model.pooling=mean",
+            "--json",
+            *SMALL,
+        ],
+        capsys,
+    )
     assert code == 0, err
     result = last_json(out)
     assert result["val_accuracy"] > 0.65  # majority is 50%: the pretrained features carry sentiment
 
 
 def test_20newsgroups_archive_via_cli(ng_archive, capsys):
-    code, out, err = run_cli(main, ["--model", "lstm", "--dataset", "20newsgroups", "--data-path", str(ng_archive),
-                                    "--epochs", "1", "--json", *SMALL], capsys)
+    code, out, err = run_cli(
+        main,
+        [
+            "--model",
+            "lstm",
+            "--dataset",
+            "20newsgroups",
+            "--data-path",
+            str(ng_archive),
+            "--epochs",
+            "1",
+            "--json",
+            *SMALL,
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert last_json(out)["data_report"]["dataset"] == "20newsgroups-stripped"
 
@@ -87,35 +129,83 @@ def write(path, content, mode="w"):
 
 
 def bad_inputs(tmp):
-    rows = "\n".join(f"\"text number{i} here\",{i % 2}" for i in range(40))
+    rows = "\n".join(f'"text number{i} here",{i % 2}' for i in range(40))
     return {
         "missing file": (["--dataset", str(tmp / "nope.csv")], "not found"),
         "empty file": (["--dataset", write(tmp / "empty.csv", "")], "is empty"),
         "unparseable parquet": (["--dataset", write(tmp / "bad.parquet", "not parquet")], "cannot parse"),
-        "missing text column": (["--dataset", write(tmp / "cols.csv", "body,label\n" + rows)], "--text-column"),
-        "missing label column": (["--dataset", write(tmp / "cols2.csv", "text,y\n" + rows)], "--label-column"),
-        "single class": (["--dataset", write(tmp / "one.csv", "text,label\n" + "\n".join(f"a{i} word,1" for i in range(50)))],
-                         "single class"),
+        "missing text column": (
+            ["--dataset", write(tmp / "cols.csv", "body,label\n" + rows)],
+            "--text-column",
+        ),
+        "missing label column": (
+            ["--dataset", write(tmp / "cols2.csv", "text,y\n" + rows)],
+            "--label-column",
+        ),
+        "single class": (
+            [
+                "--dataset",
+                write(tmp / "one.csv", "text,label\n" + "\n".join(f"a{i} word,1" for i in range(50))),
+            ],
+            "single class",
+        ),
         "too few rows": (["--dataset", write(tmp / "few.csv", "text,label\n" + rows)], "split needs"),
-        "non utf-8": (["--dataset", write(tmp / "latin.csv", "text,label\ncaf\xe9 ok,1\n".encode("latin-1"), "wb")],
-                      "not valid UTF-8"),
-        "all empty": (["--dataset", write(tmp / "blank.csv", "text,label\n" + "\n".join(f"\"!!! ###\",{i % 2}" for i in range(40))),
-                       "--train-size", "20", "--val-size", "10", "--test-size", "10"], "empty after cleaning"),
+        "non utf-8": (
+            ["--dataset", write(tmp / "latin.csv", "text,label\ncaf\xe9 ok,1\n".encode("latin-1"), "wb")],
+            "not valid UTF-8",
+        ),
+        "all empty": (
+            [
+                "--dataset",
+                write(tmp / "blank.csv", "text,label\n" + "\n".join(f'"!!! ###",{i % 2}' for i in range(40))),
+                "--train-size",
+                "20",
+                "--val-size",
+                "10",
+                "--test-size",
+                "10",
+            ],
+            "empty after cleaning",
+        ),
         "unknown dataset": (["--dataset", "imbd"], "unknown dataset 'imbd'"),
         "value out of range": (["--set", "train.lr=-1"], "train.lr must be > 0"),
         "unknown key": (["--set", "train.lrr=0.1"], "unknown config key train.lrr"),
         "bad set syntax": (["--set", "train.lr"], "KEY=VALUE"),
         "wrong type": (["--set", "model.hidden_dim=big"], "model.hidden_dim must be a int"),
-        "bad choice": (["--model", "rnn", "--set", "model.nonlinearity=sigmoid"],
-                       "model.nonlinearity must be one of ['relu', 'tanh']"),
-        "missing 20ng archive": (["--dataset", "20newsgroups", "--data-path", str(tmp / "none.tar.gz")], "archive not found"),
-        "missing encoder": (["--model", "distilbert", "--encoder", str(tmp / "no-model")], "--encoder /path/to/dir"),
+        "bad choice": (
+            ["--model", "rnn", "--set", "model.nonlinearity=sigmoid"],
+            "model.nonlinearity must be one of ['relu', 'tanh']",
+        ),
+        "missing 20ng archive": (
+            ["--dataset", "20newsgroups", "--data-path", str(tmp / "none.tar.gz")],
+            "archive not found",
+        ),
+        "missing encoder": (
+            ["--model", "distilbert", "--encoder", str(tmp / "no-model")],
+            "--encoder /path/to/dir",
+        ),
     }
 
 
-CASES = ["missing file", "empty file", "unparseable parquet", "missing text column", "missing label column",
-         "single class", "too few rows", "non utf-8", "all empty", "unknown dataset", "value out of range",
-         "unknown key", "bad set syntax", "wrong type", "bad choice", "missing 20ng archive", "missing encoder"]
+CASES = [
+    "missing file",
+    "empty file",
+    "unparseable parquet",
+    "missing text column",
+    "missing label column",
+    "single class",
+    "too few rows",
+    "non utf-8",
+    "all empty",
+    "unknown dataset",
+    "value out of range",
+    "unknown key",
+    "bad set syntax",
+    "wrong type",
+    "bad choice",
+    "missing 20ng archive",
+    "missing encoder",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -136,9 +226,15 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, capsys):
 
 
 def test_unknown_model_exits_2_through_the_real_entry_point():
-    proc = subprocess.run([sys.executable, "-m", "search.train", "--model", "gru"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "search.train", "--model", "gru"], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "invalid choice: 'gru'" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "search.train", "--model", "lstm", "--dataset", "/no/such.csv"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "search.train", "--model", "lstm", "--dataset", "/no/such.csv"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
-        "error: data file not found: /no/such.csv; pass an existing .csv, .jsonl or .parquet file"]
+        "error: data file not found: /no/such.csv; pass an existing .csv, .jsonl or .parquet file"
+    ]
