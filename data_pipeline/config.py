@@ -7,14 +7,14 @@ from configs.errors import UserError
 from configs.typed import check_range
 
 BUILTIN_DATASETS = ("imdb", "rotten_tomatoes", "20newsgroups")
+TRUNCATE = ("head", "tail", "head+tail")
 
 
 @dataclass
 class DataConfig:
     dataset: str = "imdb"  # a built-in name or a path to a CSV / JSONL / Parquet file
-    data_path: Optional[str] = (
-        None  # local 20news-bydate.tar.gz (else $SWEETSPOT_20NG_ARCHIVE, else scikit-learn)
-    )
+    # local 20news-bydate.tar.gz (else $SWEETSPOT_20NG_ARCHIVE, else scikit-learn)
+    data_path: Optional[str] = None
     text_column: str = "text"
     label_column: str = "label"
     train_size: int = 2000
@@ -24,9 +24,10 @@ class DataConfig:
     seed: int = 42
     keep_headers: bool = False  # 20 Newsgroups: keep headers, footers and quotes
     keep_negations: Optional[bool] = None  # None: keep for sentiment and user data, drop for 20 Newsgroups
-    truncate: Literal["auto", "head", "tail"] = (
-        "auto"  # auto: keep a review's end (its verdict), else its start
-    )
+    # Texts longer than max_len keep their start (head), their end (tail) or both halves (head+tail).
+    # auto: a review keeps its end (where the verdict is), anything else its start.
+    truncate: Literal["auto", "head", "tail", "head+tail"] = "auto"
+    stopwords: bool = True  # drop NLTK's English stopwords (negations are kept where keep_negations says)
     min_token_len: int = 3
     vocab_size: int = 5000
     max_len: int = 64

@@ -21,10 +21,11 @@ from data_pipeline.sources import RawDataset, fingerprint, load_source
 from data_pipeline.text import process
 from configs.errors import UserError
 
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 PAD, UNK = "<PAD>", "<UNK>"
 SPLITS = ("train", "val", "test")
 CACHE_ENV = "SWEETSPOT_CACHE_DIR"
+KEEPS = {"head": "start", "tail": "end", "head+tail": "start and end"}
 
 
 @dataclass
@@ -49,10 +50,22 @@ class PreparedData:
     test: Split
     report: dict = field(default_factory=dict)
     key: str = ""
+    max_len: int = 0  # the ids' width
+    truncate: str = "head"  # how a longer text was cut: head, tail or head+tail
 
     @property
     def num_classes(self) -> int:
         return len(self.label_names)
+
+    def cut(self, max_len: int) -> "PreparedData":
+        """The same data at a shorter max_len, exactly as if prepared at it: a sweep prepares once at its
+        longest length and each trial cuts its own."""
+        if max_len == self.max_len:
+            return self
+        if max_len > self.max_len:
+            raise ValueError(f"cannot cut data prepared at {self.max_len} tokens to {max_len}")
+        splits = {name: cut_split(getattr(self, name), max_len, self.truncate) for name in SPLITS}
+        return dataclasses.replace(self, **splits, max_len=max_len)
 
 
 def cache_root(cache_dir: str | None = None) -> Path:
@@ -81,19 +94,23 @@ def prepare(cfg: DataConfig, cache_dir: str | None = None, use_cache: bool = Tru
 
 def build(raw: RawDataset, cfg: DataConfig) -> PreparedData:
     keep_negations = cfg.keep_negations if cfg.keep_negations is not None else raw.kind != "topic"
-    tail = cfg.truncate == "tail" or (cfg.truncate == "auto" and raw.kind == "sentiment")
+    mode = cfg.truncate if cfg.truncate != "auto" else ("tail" if raw.kind == "sentiment" else "head")
     report = {
         "dataset": raw.name,
         "source_rows": len(raw.texts),
         "label_names": raw.label_names,
         "keep_negations": keep_negations,
-        "truncate": "tail" if tail else "head",
+        "truncate": mode,
+        "stopwords": "dropped" if cfg.stopwords else "kept",
         "splits": {},
     }
     parts = split_indices(raw.labels, cfg)
     processed = {}
     for name, idx in zip(SPLITS, parts):
-        rows = [process(raw.texts[i], keep_negations, cfg.min_token_len) + (raw.labels[i],) for i in idx]
+        rows = [
+            process(raw.texts[i], keep_negations, cfg.min_token_len, cfg.stopwords) + (raw.labels[i],)
+            for i in idx
+        ]
         kept = [r for r in rows if r[1]]
         report["splits"][name] = {"sampled": len(rows), "empty_dropped": len(rows) - len(kept)}
         processed[name] = kept
@@ -107,13 +124,22 @@ def build(raw: RawDataset, cfg: DataConfig) -> PreparedData:
                 "use a larger dataset or larger split sizes"
             )
     vocab = build_vocab((r[1] for r in processed["train"]), cfg.vocab_size)
-    splits = {name: encode(processed[name], vocab, cfg.max_len, tail) for name in SPLITS}
+    splits = {name: encode(processed[name], vocab, cfg.max_len, mode) for name in SPLITS}
     report.update(encoding_report(splits, vocab, cfg.max_len))
     for name in SPLITS:
         counts = np.bincount(splits[name].labels.numpy(), minlength=len(raw.label_names))
         report["splits"][name].update(final=len(splits[name]), class_counts=counts.tolist())
     return PreparedData(
-        raw.name, raw.label_names, vocab, splits["train"], splits["val"], splits["test"], report
+        raw.name,
+        raw.label_names,
+        vocab,
+        splits["train"],
+        splits["val"],
+        splits["test"],
+        report,
+        "",
+        cfg.max_len,
+        mode,
     )
 
 
@@ -168,18 +194,44 @@ def build_vocab(texts, size: int) -> list[str]:
     return [PAD, UNK] + words
 
 
-def encode(rows: list[tuple], vocab: list[str], max_len: int, tail: bool = False) -> Split:
-    """Ids right-padded to max_len; a longer text keeps its first max_len tokens, or its last with tail."""
+def keep(words: list, max_len: int, mode: str) -> list:
+    """A text's tokens cut to max_len: its start (head), its end (tail) or both halves (head+tail)."""
+    if len(words) <= max_len:
+        return words
+    if mode == "tail":
+        return words[-max_len:]
+    if mode == "head+tail":
+        return words[: max_len // 2] + words[len(words) - (max_len - max_len // 2) :]
+    return words[:max_len]
+
+
+def encode(rows: list[tuple], vocab: list[str], max_len: int, mode: str = "head") -> Split:
+    """Ids right-padded to max_len; a longer text is cut by `keep`."""
     index = {w: i for i, w in enumerate(vocab)}
     ids = torch.zeros((len(rows), max_len), dtype=torch.int64)
     lengths = torch.zeros(len(rows), dtype=torch.int64)
     for row, (_, text, _) in enumerate(rows):
-        words = text.split()
-        tokens = [index.get(t, 1) for t in (words[-max_len:] if tail else words[:max_len])]
+        tokens = [index.get(t, 1) for t in keep(text.split(), max_len, mode)]
         ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.int64)
         lengths[row] = len(tokens)
     labels = torch.tensor([r[2] for r in rows], dtype=torch.int64)
     return Split(ids, lengths, labels, [r[1] for r in rows], [r[0] for r in rows])
+
+
+def cut_split(split: Split, max_len: int, mode: str) -> Split:
+    """`keep` applied to encoded rows: the rows of a longer encoding hold every token a shorter one keeps
+    (a head's start, a tail's end, head+tail's two halves), so cutting equals encoding at max_len."""
+    n = split.lengths.unsqueeze(1)
+    j = torch.arange(max_len).unsqueeze(0)
+    if mode == "tail":
+        index = n - max_len + j
+    elif mode == "head+tail":
+        index = torch.where(j < max_len // 2, j, n - max_len + j)
+    else:
+        index = j.expand(len(split), max_len)
+    index = torch.where(n > max_len, index, j)  # a text that fits keeps its place and its padding
+    ids = split.ids.gather(1, index)
+    return dataclasses.replace(split, ids=ids, lengths=split.lengths.clamp(max=max_len))
 
 
 def encoding_report(splits: dict, vocab: list[str], max_len: int) -> dict:
@@ -212,14 +264,21 @@ def format_report(report: dict) -> str:
     table = tabulate(
         rows, headers=["split", "sampled", "empty dropped", "leaked dropped", "final", "per class"]
     )
-    return (
+    text = (
         f"data: {report['dataset']} ({report['source_rows']} source rows; classes {report['label_names']}; "
-        f"negations {'kept' if report['keep_negations'] else 'dropped'}; long texts keep their "
-        f"{'end' if report.get('truncate') == 'tail' else 'start'})\n{table}\n"
+        f"negations {'kept' if report['keep_negations'] else 'dropped'}; stopwords {report['stopwords']}; "
+        f"long texts keep their {KEEPS[report['truncate']]})\n{table}\n"
         f"vocabulary {report['vocab_size']} (incl. <PAD>, <UNK>), val coverage {report['val_coverage']:.1%}, "
         f"train mean {report['train_mean_tokens']} tokens, {report['train_truncated_share']:.1%} truncated, "
         f"val majority class {report['val_majority_share']:.1%}"
     )
+    if "embeddings" in report:  # added by the caller when the model reads pretrained vectors
+        e = report["embeddings"]
+        text += (
+            f"\nword vectors {e['source']} ({e['dim']}-d): {e['words_with_vector']:,} of {e['vocab']:,} "
+            f"vocabulary words ({e['coverage']:.1%})"
+        )
+    return text
 
 
 def _save(data: PreparedData, path: Path) -> None:
@@ -230,6 +289,8 @@ def _save(data: PreparedData, path: Path) -> None:
         "key": data.key,
         "report": json.dumps(data.report),
         "splits": {n: dataclasses.asdict(getattr(data, n)) for n in SPLITS},
+        "max_len": data.max_len,
+        "truncate": data.truncate,
     }
     atomic_save(payload, path)
 
@@ -254,4 +315,6 @@ def _load(path: Path) -> PreparedData:
         splits["test"],
         json.loads(payload["report"]),
         payload["key"],
+        payload["max_len"],
+        payload["truncate"],
     )

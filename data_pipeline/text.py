@@ -39,8 +39,8 @@ def stopwords() -> frozenset:
     return frozenset(path.read_text(encoding="utf-8").split())
 
 
-def tokenize(cleaned: str, keep_negations: bool, min_len: int = 3) -> list[str]:
-    stop = stopwords() - NEGATIONS if keep_negations else stopwords()
+def tokenize(cleaned: str, keep_negations: bool, min_len: int = 3, drop_stopwords: bool = True) -> list[str]:
+    stop = (stopwords() - NEGATIONS if keep_negations else stopwords()) if drop_stopwords else frozenset()
     tokens = []
     for token in word_tokenizer().tokenize(cleaned):
         if token == "n't":
@@ -53,7 +53,9 @@ def tokenize(cleaned: str, keep_negations: bool, min_len: int = 3) -> list[str]:
     return tokens
 
 
-def process(text: str, keep_negations: bool, min_len: int = 3) -> tuple[str, str]:
+def process(
+    text: str, keep_negations: bool, min_len: int = 3, drop_stopwords: bool = True
+) -> tuple[str, str]:
     """(cleaned text, processed text): the encoder reads the first, the vocabulary models the second."""
     cleaned = clean(text)
-    return cleaned, " ".join(tokenize(cleaned, keep_negations, min_len))
+    return cleaned, " ".join(tokenize(cleaned, keep_negations, min_len, drop_stopwords))

@@ -37,27 +37,17 @@ def register(name: str, entry: Entry) -> None:
     MODELS[name] = entry
 
 
+def vocab_model(cls, *args):
+    """A builder for a model that reads vocabulary ids, with the pretrained vectors its inputs carry."""
+    return lambda cfg, k, info: cls(*args, cfg, info["vocab_size"], k, info.get("vectors"), info.get("found"))
+
+
+VOCAB_KEYS = ("model.embeddings",)
+ENCODER_KEYS = ("model.encoder", "model.max_length", "model.pooling", "model.unfreeze_layers")
+register("rnn", Entry(RNNConfig, vocab_model(RecurrentClassifier, "rnn"), vocab_inputs, VOCAB_KEYS))
+register("lstm", Entry(RecurrentConfig, vocab_model(RecurrentClassifier, "lstm"), vocab_inputs, VOCAB_KEYS))
 register(
-    "rnn",
-    Entry(
-        RNNConfig, lambda cfg, k, info: RecurrentClassifier("rnn", cfg, info["vocab_size"], k), vocab_inputs
-    ),
-)
-register(
-    "lstm",
-    Entry(
-        RecurrentConfig,
-        lambda cfg, k, info: RecurrentClassifier("lstm", cfg, info["vocab_size"], k),
-        vocab_inputs,
-    ),
-)
-register(
-    "transformer",
-    Entry(
-        TransformerConfig,
-        lambda cfg, k, info: TransformerClassifier(cfg, info["vocab_size"], k),
-        vocab_inputs,
-    ),
+    "transformer", Entry(TransformerConfig, vocab_model(TransformerClassifier), vocab_inputs, VOCAB_KEYS)
 )
 register(
     "distilbert",
@@ -65,7 +55,7 @@ register(
         EncoderConfig,
         lambda cfg, k, info: EncoderClassifier(cfg, k, features_info=info),
         encoder_inputs,
-        ("model.encoder", "model.max_length", "model.pooling", "model.unfreeze_layers"),
+        ENCODER_KEYS,
         encoder_text_model,
     ),
 )

@@ -20,9 +20,8 @@ from configs.typed import check_range
 class EncoderConfig:
     encoder: str = "distilbert-base-uncased"  # a Hugging Face name or a local directory
     max_length: int = 128
-    pooling: Literal["auto", "cls", "mean"] = (
-        "auto"  # auto: pooler output where the model has one, else [CLS]
-    )
+    # auto: the pooler output where the model has one, else [CLS]
+    pooling: Literal["auto", "cls", "mean"] = "auto"
     head_dim: int = 128
     dropout: float = 0.3
     unfreeze_layers: int = 0

@@ -1,12 +1,13 @@
-"""Inputs of the models that read vocabulary ids (RNN, LSTM, Transformer): the prepared data's own tensors."""
+"""Inputs of the models that read vocabulary ids (RNN, LSTM, Transformer): the prepared data's own tensors,
+and the pretrained word vectors for that vocabulary when the config asks for them."""
 
 from data_pipeline.prepare import PreparedData
+from models.embeddings import NONE, vectors_for_vocab
 
 
-def vocab_inputs(
-    cfg, data: PreparedData, splits=("train", "val"), cache_dir: str | None = None
-) -> tuple[dict, dict]:
-    """({split: {"ids", "lengths", "labels"}}, {"vocab_size": ...}); cfg and cache_dir are not needed here."""
+def vocab_inputs(cfg, data: PreparedData, splits=("train", "val"), cache_dir: str | None = None):
+    """({split: {"ids", "lengths", "labels"}}, info). info: vocab_size, and with model.embeddings set, the
+    vectors, which rows have one, and the coverage report. cache_dir is not needed here."""
     out = {
         s: {
             "ids": getattr(data, s).ids,
@@ -15,4 +16,8 @@ def vocab_inputs(
         }
         for s in splits
     }
-    return out, {"vocab_size": len(data.vocab)}
+    info = {"vocab_size": len(data.vocab)}
+    spec = getattr(cfg, "embeddings", NONE)
+    if spec != NONE:
+        info["vectors"], info["found"], info["embeddings"] = vectors_for_vocab(spec, data.vocab)
+    return out, info

@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from models.embeddings import WordEmbedding
 from models.layers import Dropout, dropout
 from configs.typed import check_range
 
@@ -29,6 +30,8 @@ class RecurrentConfig:
     num_layers: int = 1
     bidirectional: bool = False
     dropout: float = 0.3
+    embeddings: str = "none"  # none | glove-50d | a vectors file (models/embeddings.py)
+    freeze_embeddings: bool = False
 
     def validate(self) -> None:
         check_range(
@@ -55,11 +58,19 @@ def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tenso
 
 
 class RecurrentClassifier(nn.Module):
-    def __init__(self, cell: str, cfg: RecurrentConfig, vocab_size: int, num_classes: int):
+    def __init__(
+        self,
+        cell: str,
+        cfg: RecurrentConfig,
+        vocab_size: int,
+        num_classes: int,
+        vectors: torch.Tensor | None = None,
+        found: torch.Tensor | None = None,
+    ):
         super().__init__()
         self.p = cfg.dropout
         self.directions = 2 if cfg.bidirectional else 1
-        self.embed = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=0)
+        self.embed = WordEmbedding(vocab_size, cfg.embed_dim, vectors, found, cfg.freeze_embeddings)
         self.drop = Dropout(cfg.dropout)
         options = {"nonlinearity": cfg.nonlinearity} if cell == "rnn" else {}
         layer = {"rnn": nn.RNN, "lstm": nn.LSTM}[cell]

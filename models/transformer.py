@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from models.embeddings import WordEmbedding
 from models.layers import Dropout, EncoderLayer
 from configs.errors import UserError
 from configs.typed import check_range
@@ -19,6 +20,8 @@ class TransformerConfig:
     num_layers: int = 2
     dropout: float = 0.3
     max_positions: int = 512
+    embeddings: str = "none"  # none | glove-50d | a vectors file (models/embeddings.py)
+    freeze_embeddings: bool = False
 
     def validate(self) -> None:
         check_range(
@@ -47,10 +50,17 @@ def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
 
 
 class TransformerClassifier(nn.Module):
-    def __init__(self, cfg: TransformerConfig, vocab_size: int, num_classes: int):
+    def __init__(
+        self,
+        cfg: TransformerConfig,
+        vocab_size: int,
+        num_classes: int,
+        vectors: torch.Tensor | None = None,
+        found: torch.Tensor | None = None,
+    ):
         super().__init__()
         self.scale = math.sqrt(cfg.embed_dim)
-        self.embed = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=0)
+        self.embed = WordEmbedding(vocab_size, cfg.embed_dim, vectors, found, cfg.freeze_embeddings)
         self.register_buffer(
             "positions", sinusoidal_positions(cfg.max_positions, cfg.embed_dim), persistent=False
         )

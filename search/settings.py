@@ -22,6 +22,8 @@ from search.engine import TrainConfig
 from search.space import Rule, parse_space
 
 SECTIONS = ("data", "model", "train", "search")
+# Data knobs a trial may set: the sweep prepares the data once at the longest max_len and cuts it per trial.
+DATA_INPUT_KEYS = ("data.max_len",)
 
 
 @dataclass
@@ -63,7 +65,12 @@ class Settings:
 
     def knobs(self) -> set[str]:
         """Every dotted key the search may set."""
-        return {f"{s}.{f.name}" for s in ("model", "train") for f in dataclasses.fields(self.section(s))}
+        fields = {f"{s}.{f.name}" for s in ("model", "train") for f in dataclasses.fields(self.section(s))}
+        return fields | set(DATA_INPUT_KEYS)
+
+    def input_keys(self) -> tuple[str, ...]:
+        """The knobs that change what a model reads: each value the space holds gets its own inputs."""
+        return DATA_INPUT_KEYS + entry(self.model_name).input_keys
 
     def as_dict(self) -> dict:
         return {name: dataclasses.asdict(self.section(name)) for name in SECTIONS}
@@ -126,7 +133,7 @@ def load_settings(
         from_dict(TrainConfig, raw.get("train"), "train"),
         from_dict(SearchConfig, raw.get("search"), "search"),
     )
-    settings.space = parse_space(settings.search.space, settings.knobs(), model_entry.input_keys)
+    settings.space = parse_space(settings.search.space, settings.knobs(), settings.input_keys())
     return settings
 
 

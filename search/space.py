@@ -70,7 +70,9 @@ def parse_space(spec: dict, knobs: set[str], input_keys: tuple[str, ...]) -> dic
     rules = {}
     for key, value in spec.items():
         if key not in knobs:
-            raise UserError(f"search.space key {key!r} names no model.* or train.* setting")
+            raise UserError(
+                f"search.space key {key!r} names no model.* or train.* setting (nor data.max_len)"
+            )
         rules[key] = parse_rule(key, value)
         if key in input_keys and rules[key].kind != "choice":
             raise UserError(

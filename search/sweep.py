@@ -268,6 +268,14 @@ def _reason(result) -> str:
     return lines[-1] if lines else type(result.error).__name__
 
 
+def choose_best(records: list[TrialRecord]) -> TrialRecord | None:
+    """The trial with the lowest best validation loss over every trial that did not fail. One that ASHA
+    stopped competes too: ASHA compares trials at a rung, on the loss they have then, so a stopped trial can
+    still hold the lowest loss that any trial reached."""
+    scored = [r for r in records if r.state != "failed" and r.best_val_loss is not None]
+    return min(scored, key=lambda r: r.best_val_loss, default=None)
+
+
 def record_dict(record: TrialRecord) -> dict:
     out = asdict(record)
     out.pop("history")

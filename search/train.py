@@ -9,9 +9,10 @@ import time
 
 from data_pipeline.prepare import format_report, prepare
 from configs.errors import cli_entry
-from models import MODELS, build_model, count_params, entry
+from models import MODELS, build_model, count_params
 from search.cli import add_data_args, add_model_args, settings_from_args
 from search.engine import evaluate, fit, seed_everything
+from search.inputs import model_inputs
 
 
 def parse_args(argv):
@@ -31,8 +32,10 @@ def main(argv=None):
     args = parse_args(argv)
     settings = settings_from_args(args.model, args)
     data = prepare(settings.data, args.cache_dir)
+    inputs, info = model_inputs(settings, data, ("train", "val"), args.cache_dir)
+    if "embeddings" in info:
+        data.report["embeddings"] = info["embeddings"]
     print(format_report(data.report))
-    inputs, info = entry(args.model).inputs(settings.model, data, ("train", "val"), args.cache_dir)
     seed_everything(settings.train.seed)
     model = build_model(args.model, settings.model, data.num_classes, info)
     params, trainable = count_params(model)

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import yaml
 
-from data_pipeline.prepare import format_report, prepare
+from data_pipeline.prepare import format_report
 from configs.errors import UserError, cli_entry, require
-from models import MODELS, entry
+from models import MODELS
 from search.baseline import tfidf_baseline
 from search.cli import add_data_args, add_model_args, settings_from_args
-from search.inputs import sweep_inputs
+from search.inputs import model_inputs, prepare_for_sweep, sweep_inputs
 from search.report import json_summary, load_sweep, write_leaderboard
 from search.retrain import retrain
 from search.settings import SearchConfig, apply_params, parse_bytes
@@ -145,10 +145,10 @@ def run_model(model_name: str, args, sweep_root: Path) -> dict:
     if summary_file.is_file():
         print(f"[{model_name}] sweep finished earlier: nothing to train (use --fresh to run it again)")
         return json.loads(summary_file.read_text())
-    from search.sweep import connect, node_cpus, run_search
+    from search.sweep import choose_best, connect, node_cpus, run_search
 
     start = time.time()
-    data = prepare(settings.data, args.cache_dir)
+    data = prepare_for_sweep(settings, args.cache_dir)
     connect(args.address)
     cpus = args.cpus or node_cpus()
     require(
@@ -166,27 +166,21 @@ def run_model(model_name: str, args, sweep_root: Path) -> dict:
     search_wall = time.time() - start  # this run's; an interrupted earlier run's time is not counted
     write_trials(sweep_dir, records)
     counts = {s: sum(r.state == s for r in records) for s in STATES}
-    completed = [r for r in records if r.state == "completed"]
-    if not completed:
+    best = choose_best(records)
+    if best is None:
         reasons = sorted({r.reason for r in records if r.reason})
-        raise UserError(
-            f"no {model_name} trial completed ({counts}); "
-            + (
-                f"first reason: {reasons[0]}"
-                if reasons
-                else "raise --memory-budget or widen the search space"
-            )
-        )
-    best = min(completed, key=lambda r: r.best_val_loss)
+        hint = f"first reason: {reasons[0]}" if reasons else "raise --memory-budget or widen the search space"
+        raise UserError(f"no {model_name} trial reached a validation loss ({counts}); {hint}")
     print(
         f"[{model_name}] best trial {best.trial_id}: val loss {best.best_val_loss:.4f}, val acc "
         f"{best.best_val_acc:.4f}; retraining on {settings.search.seeds} seeds",
         flush=True,
     )
     best_settings = apply_params(settings, best.params)
-    all_inputs, info = entry(model_name).inputs(
-        best_settings.model, data, ("train", "val", "test"), args.cache_dir
-    )
+    all_inputs, info = model_inputs(best_settings, data, ("train", "val", "test"), args.cache_dir)
+    report = data.report | ({"embeddings": info["embeddings"]} if "embeddings" in info else {})
+    if "embeddings" in info:
+        print(f"[{model_name}] " + format_report(report).splitlines()[-1], flush=True)
     seeds = [settings.train.seed + i for i in range(settings.search.seeds)]
     result = retrain(
         best_settings, all_inputs, info, data.num_classes, seeds, cpus, sweep_dir, data.test.clean_texts
@@ -205,7 +199,7 @@ def run_model(model_name: str, args, sweep_root: Path) -> dict:
         "search_wall_s": search_wall,
         "wall_s": time.time() - start,
         "retrain": result,
-        "data_report": data.report,
+        "data_report": report,
     }
     summary_file.write_text(json.dumps(summary, indent=2))
     (sweep_dir / "test_metrics.json").write_text(json.dumps(result["seeds"], indent=2))
@@ -254,7 +248,7 @@ def main(argv=None):
     models = list(MODELS) if args.model == "all" else [args.model]
     first = settings_from_args(models[0], args, search_overrides(args))
     sweep_root = Path(args.runs_dir) / (args.name or default_name(first))
-    data = prepare(first.data, args.cache_dir)
+    data = prepare_for_sweep(first, args.cache_dir)
     print(format_report(data.report), flush=True)
     start = time.time()
     for model_name in models:

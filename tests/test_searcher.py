@@ -3,7 +3,7 @@ from ray import tune
 
 from search.settings import load_settings
 from search.space import Rule, seed_point
-from search.sweep import PruneAwareOptunaSearch
+from search.sweep import PruneAwareOptunaSearch, TrialRecord, choose_best
 
 
 def make():
@@ -72,3 +72,14 @@ def test_randint_rule_includes_its_upper_bound():
     )
     values = {searcher.suggest(str(i))["model.num_layers"] for i in range(30)}
     assert values == {1, 2}
+
+
+def test_selection_picks_an_asha_stopped_trial_with_the_lowest_loss():
+    records = [
+        TrialRecord("done", "completed", "", {}, epochs=20, best_val_loss=0.592),
+        TrialRecord("stopped", "stopped_early", "", {}, epochs=6, best_val_loss=0.551),
+        TrialRecord("failed", "failed", "training diverged", {}, epochs=1, best_val_loss=0.1),
+        TrialRecord("killed", "failed", "memory budget exceeded", {}),
+    ]
+    assert choose_best(records).trial_id == "stopped"
+    assert choose_best(records[2:]) is None

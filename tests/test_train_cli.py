@@ -129,6 +129,7 @@ def write(path, content, mode="w"):
 
 
 def bad_inputs(tmp):
+    mixed = write(tmp / "mixed.txt", "film 0.1 0.2\nmovie 0.3\n")
     rows = "\n".join(f'"text number{i} here",{i % 2}' for i in range(40))
     return {
         "missing file": (["--dataset", str(tmp / "nope.csv")], "not found"),
@@ -184,7 +185,44 @@ def bad_inputs(tmp):
             ["--model", "distilbert", "--encoder", str(tmp / "no-model")],
             "--encoder /path/to/dir",
         ),
+        "missing vectors": (["--set", f"model.embeddings={tmp / 'none.txt'}"], "no vectors file"),
+        "malformed vectors": (
+            ["--set", f"model.embeddings={write(tmp / 'bad.txt', 'film 0.1 0.2 x')}"],
+            "line 1: not a word followed by numbers",
+        ),
+        "vectors of mixed dimension": (
+            ["--set", f"model.embeddings={mixed}"],
+            "line 2: 1 numbers where the file's first line has 2",
+        ),
+        "vectors without their words": (
+            ["--set", f"model.embeddings={npy(tmp / 'vec.npy', 3)}"],
+            "word list",
+        ),
+        "vectors and words of other lengths": (
+            ["--set", f"model.embeddings={npy(tmp / 'v2.npy', 3, ['film', 'movie'])}"],
+            "3 rows but their word list has 2 words",
+        ),
     }
+
+
+def npy(path, rows, words=None):
+    import numpy as np
+
+    np.save(path, np.ones((rows, 4), dtype=np.float32))
+    if words is not None:
+        path.with_suffix(".txt").write_text("\n".join(words))
+    return str(path)
+
+
+# Cases where the data itself is fine, so its complete cache entry may stay.
+DATA_FINE = {
+    "missing encoder",
+    "missing vectors",
+    "malformed vectors",
+    "vectors of mixed dimension",
+    "vectors without their words",
+    "vectors and words of other lengths",
+}
 
 
 CASES = [
@@ -205,6 +243,11 @@ CASES = [
     "bad choice",
     "missing 20ng archive",
     "missing encoder",
+    "missing vectors",
+    "malformed vectors",
+    "vectors of mixed dimension",
+    "vectors without their words",
+    "vectors and words of other lengths",
 ]
 
 
@@ -221,7 +264,7 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, capsys):
     assert "Traceback" not in err
     new = set(cache_root().glob("*")) - before
     assert not [p for p in new if ".tmp" in p.name or p.name.startswith("features-")]
-    if case != "missing encoder":  # there the data itself was fine and its complete entry may stay
+    if case not in DATA_FINE:
         assert not [p for p in new if p.name.startswith("data-")]
 
 
