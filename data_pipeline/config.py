@@ -27,7 +27,9 @@ class DataConfig:
     # Texts longer than max_len keep their start (head), their end (tail) or both halves (head+tail).
     # auto: a review keeps its end (where the verdict is), anything else its start.
     truncate: Literal["auto", "head", "tail", "head+tail"] = "auto"
-    stopwords: bool = True  # drop NLTK's English stopwords (negations are kept where keep_negations says)
+    # Drop NLTK's English stopwords (negations stay where keep_negations says). None: drop them from
+    # topics, keep them in sentiment and user data (measured: README, "Design decisions").
+    drop_stopwords: Optional[bool] = None
     min_token_len: int = 3
     vocab_size: int = 5000
     max_len: int = 64

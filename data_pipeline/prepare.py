@@ -95,20 +95,21 @@ def prepare(cfg: DataConfig, cache_dir: str | None = None, use_cache: bool = Tru
 def build(raw: RawDataset, cfg: DataConfig) -> PreparedData:
     keep_negations = cfg.keep_negations if cfg.keep_negations is not None else raw.kind != "topic"
     mode = cfg.truncate if cfg.truncate != "auto" else ("tail" if raw.kind == "sentiment" else "head")
+    drop_stopwords = cfg.drop_stopwords if cfg.drop_stopwords is not None else raw.kind == "topic"
     report = {
         "dataset": raw.name,
         "source_rows": len(raw.texts),
         "label_names": raw.label_names,
         "keep_negations": keep_negations,
         "truncate": mode,
-        "stopwords": "dropped" if cfg.stopwords else "kept",
+        "stopwords": "dropped" if drop_stopwords else "kept",
         "splits": {},
     }
     parts = split_indices(raw.labels, cfg)
     processed = {}
     for name, idx in zip(SPLITS, parts):
         rows = [
-            process(raw.texts[i], keep_negations, cfg.min_token_len, cfg.stopwords) + (raw.labels[i],)
+            process(raw.texts[i], keep_negations, cfg.min_token_len, drop_stopwords) + (raw.labels[i],)
             for i in idx
         ]
         kept = [r for r in rows if r[1]]

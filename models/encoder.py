@@ -1,12 +1,14 @@
 """A pretrained Hugging Face encoder (DistilBERT by default, any BERT-like model by name or local path)
 with a small MLP head. Frozen by default; `unfreeze_layers` trains the top n transformer layers too.
 
-When the encoder is frozen its outputs never change, so they are computed once per dataset and cached
-(data_pipeline/features.py); training then runs the head on those features, never the encoder.
+What is frozen never changes, so it runs once per dataset and is cached (models/features.py): a frozen
+encoder's pooled features, or, with the top n layers unfrozen, the hidden states below them. Training then
+runs only what learns: the head, or the top n layers and the head.
 """
 
 import logging
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Literal
 
 import torch
@@ -19,7 +21,9 @@ from configs.typed import check_range
 @dataclass
 class EncoderConfig:
     encoder: str = "distilbert-base-uncased"  # a Hugging Face name or a local directory
-    max_length: int = 128
+    max_length: int = 256  # tokens, [CLS] and [SEP] included
+    # A longer text keeps its start (head), its end (tail), or half of each (head+tail).
+    truncate: Literal["head", "tail", "head+tail"] = "head+tail"
     # auto: the pooler output where the model has one, else [CLS]
     pooling: Literal["auto", "cls", "mean"] = "auto"
     head_dim: int = 128
@@ -88,8 +92,10 @@ def pool(outputs, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
 
 
 class EncoderClassifier(nn.Module):
-    """With `features_info` (hidden size and encoder parameter count of cached features) and a frozen encoder,
-    only the head is built: training on cached features never needs the encoder's weights in memory."""
+    """Reads one of three inputs. "features": pooled outputs of a frozen encoder, cached; only the head is in
+    memory (features_info gives its sizes). "hidden" + "attention_mask": cached states below the top
+    `unfreeze_layers` layers; only those layers (and the pooler) and the head are in memory. "input_ids" +
+    "attention_mask": token ids through the whole encoder (from text, e.g. to time it)."""
 
     def __init__(
         self,
@@ -100,15 +106,13 @@ class EncoderClassifier(nn.Module):
     ):
         super().__init__()
         self.cfg = cfg
-        if encoder is None and not (features_info and cfg.unfreeze_layers == 0):
+        info = features_info or {}
+        if encoder is None and not (info and cfg.unfreeze_layers == 0):
             encoder = load_encoder(cfg.encoder)[1]
-        self.encoder = encoder
-        hidden = encoder.config.hidden_size if encoder is not None else features_info["hidden_size"]
         self.encoder_params = (
-            sum(p.numel() for p in encoder.parameters())
-            if encoder is not None
-            else features_info["encoder_params"]
+            sum(p.numel() for p in encoder.parameters()) if encoder is not None else info["encoder_params"]
         )
+        hidden = encoder.config.hidden_size if encoder is not None else info["hidden_size"]
         self.head = nn.Sequential(
             nn.Dropout(cfg.dropout),
             nn.Linear(hidden, cfg.head_dim),
@@ -116,17 +120,24 @@ class EncoderClassifier(nn.Module):
             nn.Dropout(cfg.dropout),
             nn.Linear(cfg.head_dim, num_classes),
         )
+        self.encoder, self.top, self.pooler = encoder, None, None
         if encoder is None:
             return
-        self.encoder.requires_grad_(False)
-        if cfg.unfreeze_layers:
-            layers = transformer_layers(self.encoder)
-            if cfg.unfreeze_layers > len(layers):
-                raise UserError(
-                    f"model.unfreeze_layers={cfg.unfreeze_layers} but {cfg.encoder} has {len(layers)} layers"
-                )
-            for layer in layers[-cfg.unfreeze_layers :]:
-                layer.requires_grad_(True)
+        encoder.requires_grad_(False)
+        if not cfg.unfreeze_layers:
+            return
+        layers = transformer_layers(encoder)
+        if cfg.unfreeze_layers > len(layers):
+            raise UserError(
+                f"model.unfreeze_layers={cfg.unfreeze_layers} but {cfg.encoder} has {len(layers)} layers"
+            )
+        for layer in layers[-cfg.unfreeze_layers :]:
+            layer.requires_grad_(True)
+        if info.get("lower_states"):  # keep only the layers that learn: the rest ran once, into the cache
+            self.top = nn.ModuleList(layers[-cfg.unfreeze_layers :])
+            self.pooler = getattr(encoder, "pooler", None)
+            self.encoder_config = encoder.config
+            self.encoder = None
 
     @property
     def frozen(self) -> bool:
@@ -139,7 +150,7 @@ class EncoderClassifier(nn.Module):
         return self
 
     def param_counts(self) -> tuple[int, int]:
-        """(total, trainable), the encoder included even when only the head is in memory."""
+        """(total, trainable), the whole encoder counted even where only part of it is in memory."""
         head = sum(p.numel() for p in self.head.parameters())
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return head + self.encoder_params, trainable
@@ -148,6 +159,34 @@ class EncoderClassifier(nn.Module):
         outputs = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         return pool(outputs, batch["attention_mask"], self.cfg.pooling)
 
+    def encode_top(self, batch: dict) -> torch.Tensor:
+        """The top layers on cached lower states, masked as the encoder masks its own layers."""
+        from transformers.masking_utils import create_bidirectional_mask
+
+        x, mask = batch["hidden"], batch["attention_mask"]
+        layer_mask = create_bidirectional_mask(
+            config=self.encoder_config, inputs_embeds=x, attention_mask=mask
+        )
+        for layer in self.top:
+            x = layer(x, layer_mask)
+            x = x[0] if isinstance(x, tuple) else x
+        pooled = self.pooler(x) if self.pooler is not None else None
+        return pool(SimpleNamespace(last_hidden_state=x, pooler_output=pooled), mask, self.cfg.pooling)
+
     def forward(self, batch: dict) -> torch.Tensor:
-        features = batch["features"] if "features" in batch else self.encode(batch)
-        return self.head(features)
+        if "features" in batch:
+            return self.head(batch["features"])
+        return self.head(self.encode_top(batch) if "hidden" in batch else self.encode(batch))
+
+    def with_encoder(self) -> "EncoderClassifier":
+        """The same classifier reading token ids through a whole encoder: for prediction from text."""
+        if self.encoder is not None:
+            return self
+        full = EncoderClassifier(self.cfg, self.head[-1].out_features)
+        full.head.load_state_dict(self.head.state_dict())
+        if self.top is not None:
+            for mine, theirs in zip(self.top, transformer_layers(full.encoder)[-len(self.top) :]):
+                theirs.load_state_dict(mine.state_dict())
+            if self.pooler is not None:
+                full.encoder.pooler.load_state_dict(self.pooler.state_dict())
+        return full.eval()

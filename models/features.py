@@ -1,8 +1,11 @@
-"""Inputs of the pretrained encoder: its own tokenizer, and frozen-encoder features cached on disk.
+"""Inputs of the pretrained encoder: its own tokenizer, and what its frozen part computes, cached on disk.
 
-A frozen encoder gives the same output every epoch and every trial, so it runs once per
-(dataset, encoder, max length) and the result is reused until a setting changes. One pass keeps every
-pooling ([CLS], mean, and the pooler where the model has one), so pooling can be searched for free.
+What is frozen gives the same output every epoch and every trial, so it runs once per (dataset, encoder,
+length, truncation) and is reused until a setting changes:
+- a frozen encoder: one pass keeps every pooling ([CLS], mean, and the pooler where the model has one), so
+  pooling can be searched for free;
+- the top n layers unfrozen: the hidden states below them (and the attention mask), so an epoch runs only
+  the top n layers.
 """
 
 import hashlib
@@ -11,12 +14,32 @@ from pathlib import Path
 
 import torch
 
-from data_pipeline.prepare import SPLITS, PreparedData, atomic_save, cache_root
-from models.encoder import EncoderClassifier, load_encoder, pool
+from data_pipeline.prepare import SPLITS, PreparedData, atomic_save, cache_root, keep
+from models.encoder import EncoderClassifier, load_encoder, pool, transformer_layers
 
 
-def tokenize(tokenizer, texts: list[str], max_length: int) -> dict:
-    enc = tokenizer(texts, truncation=True, max_length=max_length, padding="max_length", return_tensors="pt")
+def token_ids(tokenizer, texts: list[str], max_length: int, truncate: str) -> list[list[int]]:
+    """Each text's ids with [CLS]/[SEP], cut to max_length as `truncate` says (head, tail or head+tail)."""
+    ids = tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
+    prefix, suffix = special_tokens(tokenizer)
+    room = max_length - len(prefix) - len(suffix)
+    return [prefix + keep(row, room, truncate) + suffix for row in ids]
+
+
+def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after one text ([CLS] and [SEP] for BERT-like models)."""
+    content = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a")["input_ids"]
+    start = next(i for i in range(len(full)) if full[i : i + len(content)] == content)
+    return full[:start], full[start + len(content) :]
+
+
+def tokenize(tokenizer, texts: list[str], cfg) -> dict:
+    """{"input_ids", "attention_mask"}, padded to cfg.max_length."""
+    ids = token_ids(tokenizer, texts, cfg.max_length, cfg.truncate)
+    enc = tokenizer.pad(
+        {"input_ids": ids}, padding="max_length", max_length=cfg.max_length, return_tensors="pt"
+    )
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
 
@@ -30,27 +53,56 @@ def encoder_id(name: str) -> str:
     return name
 
 
-def features_path(data: PreparedData, cfg, cache_dir: str | None) -> Path:
-    ident = json.dumps([data.key, encoder_id(cfg.encoder), cfg.max_length])
-    return cache_root(cache_dir) / f"features-{hashlib.sha256(ident.encode()).hexdigest()[:16]}.pt"
+def cache_path(kind: str, data: PreparedData, cfg, cache_dir: str | None, *extra) -> Path:
+    ident = json.dumps([data.key, encoder_id(cfg.encoder), cfg.max_length, cfg.truncate, *extra])
+    return cache_root(cache_dir) / f"{kind}-{hashlib.sha256(ident.encode()).hexdigest()[:16]}.pt"
+
+
+def length_sorted_batches(ids: list[list[int]], batch_size: int):
+    """Index lists of texts of similar length, so each batch pads only to its own longest text."""
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 @torch.no_grad()
 def encode_texts(model, tokenizer, texts: list[str], cfg) -> dict[str, torch.Tensor]:
-    """{pooling: (N, hidden)} for "cls", "mean" and, where the model has one, "pooler".
-    Encoded in length-sorted batches, so each batch pads only to its own longest text."""
-    enc = tokenizer(texts, truncation=True, max_length=cfg.max_length)
-    order = sorted(range(len(texts)), key=lambda i: len(enc["input_ids"][i]))
+    """{pooling: (N, hidden)} for "cls", "mean" and, where the model has one, "pooler"."""
+    ids = token_ids(tokenizer, texts, cfg.max_length, cfg.truncate)
     out: dict[str, torch.Tensor] = {}
-    for start in range(0, len(order), cfg.encode_batch_size):
-        idx = order[start : start + cfg.encode_batch_size]
-        batch = tokenizer.pad({"input_ids": [enc["input_ids"][i] for i in idx]}, return_tensors="pt")
+    for idx in length_sorted_batches(ids, cfg.encode_batch_size):
+        batch = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
         outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         kinds = ["cls", "mean"] + (["pooler"] if getattr(outputs, "pooler_output", None) is not None else [])
         for kind in kinds:
             pooled = pool(outputs, batch["attention_mask"], "auto" if kind == "pooler" else kind)
             out.setdefault(kind, torch.zeros(len(texts), pooled.size(1)))[idx] = pooled.float()
     return out
+
+
+@torch.no_grad()
+def encode_lower(model, tokenizer, texts: list[str], cfg, depth: int) -> dict[str, torch.Tensor]:
+    """{"hidden": (N, T, hidden) states after the first `depth` layers, "attention_mask": (N, T)}, with T the
+    longest text's length (at most max_length)."""
+    ids = token_ids(tokenizer, texts, cfg.max_length, cfg.truncate)
+    width = max(len(row) for row in ids)
+    hidden = torch.zeros(len(texts), width, model.config.hidden_size)
+    mask = torch.zeros(len(texts), width, dtype=torch.int64)
+    for idx in length_sorted_batches(ids, cfg.encode_batch_size):
+        batch = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
+        outputs = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True
+        )
+        states = outputs.hidden_states[depth]  # [0] is the embeddings' output, [i] after layer i
+        hidden[idx, : states.size(1)] = states.float()
+        mask[idx, : states.size(1)] = batch["attention_mask"]
+    return {"hidden": hidden, "attention_mask": mask}
+
+
+def encoder_info(model) -> dict:
+    return {
+        "hidden_size": model.config.hidden_size,
+        "encoder_params": sum(p.numel() for p in model.parameters()),
+    }
 
 
 def pick(features: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
@@ -61,50 +113,52 @@ def pick(features: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
 
 
 def frozen_features(data: PreparedData, cfg, cache_dir: str | None = None, loaded=None) -> dict:
-    """{split: (N, hidden) features, "info": {hidden_size, encoder_params}}, from the disk cache when it has
-    them. loaded: (tokenizer, model) to reuse."""
-    path = features_path(data, cfg, cache_dir)
+    """{split: {pooling: (N, hidden)}, "info": {hidden_size, encoder_params}}, from the disk cache when it
+    has them. loaded: (tokenizer, model) to reuse."""
+    path = cache_path("features", data, cfg, cache_dir)
     if path.is_file():
         return torch.load(path, weights_only=True)
     tokenizer, model = loaded or load_encoder(cfg.encoder)
     feats = {name: encode_texts(model, tokenizer, getattr(data, name).clean_texts, cfg) for name in SPLITS}
-    feats["info"] = {
-        "hidden_size": model.config.hidden_size,
-        "encoder_params": sum(p.numel() for p in model.parameters()),
-    }
+    feats["info"] = encoder_info(model)
     atomic_save(feats, path)
     return feats
 
 
-def encoder_inputs(
-    cfg, data: PreparedData, splits=("train", "val"), cache_dir: str | None = None
-) -> tuple[dict, dict]:
-    """The registry's inputs: cached features when the encoder is frozen (info: their sizes, so only the head
-    is built), else the encoder's own token ids (info empty: each model loads fresh weights to fine-tune)."""
+def lower_states(data: PreparedData, cfg, cache_dir: str | None = None, loaded=None) -> dict:
+    """{split: {"hidden", "attention_mask"}, "info": {..., "lower_states": True}}: the states below the top
+    cfg.unfreeze_layers layers, from the disk cache when it has them."""
+    path = cache_path("lower", data, cfg, cache_dir, cfg.unfreeze_layers)
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    tokenizer, model = loaded or load_encoder(cfg.encoder)
+    depth = len(transformer_layers(model)) - cfg.unfreeze_layers
+    if depth < 0:
+        EncoderClassifier(cfg, 2, encoder=model)  # says, in one line, how many layers the encoder has
+    states = {
+        name: encode_lower(model, tokenizer, getattr(data, name).clean_texts, cfg, depth) for name in SPLITS
+    }
+    states["info"] = encoder_info(model) | {"lower_states": True}
+    atomic_save(states, path)
+    return states
+
+
+def encoder_inputs(cfg, data: PreparedData, splits=("train", "val"), cache_dir: str | None = None):
+    """The registry's inputs, and info for the builder: cached pooled features when the encoder is frozen,
+    cached states below the unfrozen layers otherwise."""
     if cfg.unfreeze_layers == 0:
         feats = frozen_features(data, cfg, cache_dir)
         out = {
             s: {"features": pick(feats[s], cfg.pooling), "labels": getattr(data, s).labels} for s in splits
         }
         return out, feats["info"]
+    states = lower_states(data, cfg, cache_dir)
+    return {s: states[s] | {"labels": getattr(data, s).labels} for s in splits}, states["info"]
+
+
+def encoder_text_model(model: EncoderClassifier, cfg, num_classes: int, texts: list[str]):
+    """The registry's text model: the classifier joined to a whole encoder, and the texts tokenized, so that
+    timing from text covers the encoder too."""
     tokenizer, _ = load_encoder(cfg.encoder, with_model=False)
-    return {
-        s: tokenize(tokenizer, getattr(data, s).clean_texts, cfg.max_length)
-        | {"labels": getattr(data, s).labels}
-        for s in splits
-    }, {}
-
-
-def encoder_text_model(
-    model: EncoderClassifier, cfg, num_classes: int, texts: list[str]
-) -> tuple[EncoderClassifier, dict]:
-    """The registry's text model: a head trained on cached features joined to its encoder, and the texts
-    tokenized, so that timing covers the encoder too."""
-    tokenizer, encoder = load_encoder(cfg.encoder, with_model=model.encoder is None)
-    if model.encoder is not None:
-        full = model
-    else:
-        full = EncoderClassifier(cfg, num_classes, encoder=encoder)
-        full.head.load_state_dict(model.head.state_dict())
     labels = torch.zeros(len(texts), dtype=torch.int64)
-    return full, tokenize(tokenizer, texts, cfg.max_length) | {"labels": labels}
+    return model.with_encoder(), tokenize(tokenizer, texts, cfg) | {"labels": labels}

@@ -36,6 +36,9 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0: every core this process may use
     eval_batch_size: int = 256
     bucket: bool = True  # batch texts of similar length together, so less padding is computed
+    # bfloat16 autocast for the forward passes: about 1.7x faster for encoder layers on CPUs with
+    # avx512_bf16 or AMX, at bfloat16's precision; off by default
+    bf16: bool = False
 
     def validate(self) -> None:
         check_range(
@@ -131,7 +134,7 @@ def _trim(batch: Tensors, lengths: Optional[torch.Tensor]) -> Tensors:
     if lengths is None:
         return batch
     width = max(1, int(lengths.max()))
-    for key in ("ids", "input_ids", "attention_mask"):
+    for key in ("ids", "input_ids", "attention_mask", "hidden"):
         if key in batch:
             batch[key] = batch[key][:, :width]
     return batch
@@ -224,8 +227,9 @@ def _run_epoch(model, train, val, cfg, optimizer, loss_fn, generator, on_batch, 
     )
     for batch in batches(train, cfg.batch_size, shuffle=True, generator=generator, bucket=cfg.bucket):
         labels = batch.pop("labels")
-        logits = model(batch)
-        loss = loss_fn(logits, labels)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            logits = model(batch)
+        loss = loss_fn(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm_sum += nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], cfg.grad_clip)
@@ -240,7 +244,7 @@ def _run_epoch(model, train, val, cfg, optimizer, loss_fn, generator, on_batch, 
     train_loss, train_acc = float(loss_sum) / n, float(correct) / n
     if not math.isfinite(train_loss):
         raise TrainingDiverged(f"training diverged: loss is {train_loss} at epoch {epoch}; lower train.lr")
-    val_logits = predict(model, val, cfg.eval_batch_size)
+    val_logits = predict(model, val, cfg.eval_batch_size, cfg.bf16)
     val_loss = float(loss_fn(val_logits, val["labels"]))
     preds = val_logits.argmax(1)
     val_acc = float((preds == val["labels"]).float().mean())
@@ -259,7 +263,7 @@ def _run_epoch(model, train, val, cfg, optimizer, loss_fn, generator, on_batch, 
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: Tensors, batch_size: int = 256) -> torch.Tensor:
+def predict(model: nn.Module, data: Tensors, batch_size: int = 256, bf16: bool = False) -> torch.Tensor:
     """Logits in the data's original order."""
     model.eval()
     inputs = {k: v for k, v in data.items() if k != "labels"}
@@ -270,7 +274,8 @@ def predict(model: nn.Module, data: Tensors, batch_size: int = 256) -> torch.Ten
     out = None
     for idx in order.split(batch_size):
         batch = _trim({k: v[idx] for k, v in inputs.items()}, lengths[idx] if lengths is not None else None)
-        logits = model(batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(batch)
         if out is None:
             out = torch.empty(len(order), logits.size(1))
         out[idx] = logits.float()
@@ -294,6 +299,8 @@ def metrics(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> dict:
     }
 
 
-def evaluate(model: nn.Module, data: Tensors, num_classes: int, batch_size: int = 256) -> dict:
-    logits = predict(model, data, batch_size)
+def evaluate(
+    model: nn.Module, data: Tensors, num_classes: int, batch_size: int = 256, bf16: bool = False
+) -> dict:
+    logits = predict(model, data, batch_size, bf16)
     return metrics(data["labels"].numpy(), logits.argmax(1).numpy(), num_classes)

@@ -53,7 +53,7 @@ def retrain(
         seed_everything(seed)
         model = build_model(cfg.model_name, cfg.model, num_classes, info)
         result = fit(model, inputs["train"], inputs["val"], cfg.train)
-        test = evaluate(model, inputs["test"], num_classes, cfg.train.eval_batch_size)
+        test = evaluate(model, inputs["test"], num_classes, cfg.train.eval_batch_size, cfg.train.bf16)
         save_file(
             {k: v.contiguous() for k, v in trainable_state(model).items()},
             str(out_dir / f"weights-seed{seed}.safetensors"),

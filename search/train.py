@@ -52,7 +52,9 @@ def main(argv=None):
 
     start = time.perf_counter()
     result = fit(model, inputs["train"], inputs["val"], settings.train, on_epoch=show)
-    val = evaluate(model, inputs["val"], data.num_classes, settings.train.eval_batch_size)
+    val = evaluate(
+        model, inputs["val"], data.num_classes, settings.train.eval_batch_size, settings.train.bf16
+    )
     print(
         f"best epoch {result.best_epoch}: val accuracy {val['accuracy']:.4f}  "
         f"precision {val['precision']:.4f}  "

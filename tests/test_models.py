@@ -114,6 +114,43 @@ def test_unfreezing_top_layers_makes_them_trainable(tiny_distilbert):
         build_model("distilbert", EncoderConfig(encoder=tiny_distilbert, unfreeze_layers=3), 2, {})
 
 
+@pytest.mark.parametrize("which", ["tiny_distilbert", "minilm_dir"])
+@pytest.mark.parametrize("unfreeze", [1, 2])
+def test_cached_lower_layers_give_the_full_encoders_logits(which, unfreeze, request, imdb_small, tmp_path):
+    from models.features import encoder_inputs, tokenize
+    from models.encoder import load_encoder
+
+    cfg = EncoderConfig(encoder=request.getfixturevalue(which), unfreeze_layers=unfreeze, max_length=64)
+    inputs, info = encoder_inputs(cfg, imdb_small, ("val",), str(tmp_path))
+    model = build_model("distilbert", cfg, 2, info)
+    assert model.encoder is None and len(model.top) == unfreeze  # the lower layers are not in memory
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("top.", "head.", "pooler.")) for n in trainable)
+    with torch.no_grad():  # weights of their own, as after training: the full model must carry them over
+        for param in model.top.parameters():
+            param.add_(torch.randn_like(param) * 0.02)
+    model.eval()
+    full = model.with_encoder()
+    tokens = tokenize(load_encoder(cfg.encoder, with_model=False)[0], imdb_small.val.clean_texts[:40], cfg)
+    with torch.no_grad():
+        cached = model({k: v[:40] for k, v in inputs["val"].items() if k != "labels"})
+        whole = full(tokens)
+    assert torch.allclose(cached, whole, atol=1e-5), (cached - whole).abs().max()
+
+
+def test_head_and_tail_truncation_of_encoder_tokens(minilm_dir):
+    from models.encoder import load_encoder
+    from models.features import token_ids
+
+    tokenizer = load_encoder(minilm_dir, with_model=False)[0]
+    text = "first words here " + "middle " * 300 + "the final verdict"
+    ids = token_ids(tokenizer, [text], 16, "head+tail")[0]
+    words = tokenizer.convert_ids_to_tokens(ids)
+    assert len(ids) == 16 and words[0] == "[CLS]" and words[-1] == "[SEP]"
+    assert words[1:4] == ["first", "words", "here"] and words[-4:-1] == ["the", "final", "verdict"]
+    assert token_ids(tokenizer, ["short"], 16, "head+tail")[0] == tokenizer("short")["input_ids"]
+
+
 def test_missing_encoder_is_one_clear_error(tmp_path):
     with pytest.raises(UserError, match="--encoder /path/to/dir"):
         EncoderClassifier(EncoderConfig(encoder=str(tmp_path / "nowhere")), 2)
