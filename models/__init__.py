@@ -43,7 +43,13 @@ def vocab_model(cls, *args):
 
 
 VOCAB_KEYS = ("model.embeddings",)
-ENCODER_KEYS = ("model.encoder", "model.max_length", "model.pooling", "model.unfreeze_layers")
+ENCODER_KEYS = (
+    "model.encoder",
+    "model.max_length",
+    "model.truncate",
+    "model.pooling",
+    "model.unfreeze_layers",
+)
 register("rnn", Entry(RNNConfig, vocab_model(RecurrentClassifier, "rnn"), vocab_inputs, VOCAB_KEYS))
 register("lstm", Entry(RecurrentConfig, vocab_model(RecurrentClassifier, "lstm"), vocab_inputs, VOCAB_KEYS))
 register(

@@ -181,8 +181,8 @@ def test_sweep_inputs_give_each_pooling_its_own_features(tiny_distilbert, imdb_s
 
     settings = load_settings("distilbert", {"model.encoder": tiny_distilbert})
     inputs, infos = sweep_inputs(settings, imdb_small)
-    # variants: (data.max_len, model.encoder, model.max_length, model.pooling, model.unfreeze_layers)
-    auto, cls, mean = ((64, tiny_distilbert, 128, pooling, 0) for pooling in ("auto", "cls", "mean"))
+    # (data.max_len, model.encoder, model.max_length, model.truncate, model.pooling, model.unfreeze_layers)
+    auto, cls, mean = ((64, tiny_distilbert, 256, "head+tail", p, 0) for p in ("auto", "cls", "mean"))
     assert set(inputs) == {auto, cls, mean}
     # DistilBERT has no pooler: "auto" falls back to [CLS]
     assert torch.equal(inputs[auto]["train"]["features"], inputs[cls]["train"]["features"])
