@@ -189,7 +189,7 @@ def frozen_encoder(plan: Plan, data, encoder: str) -> list[list]:
     from models.encoder import EncoderConfig, load_encoder
     from models.features import encode_texts, frozen_features
 
-    cfg = EncoderConfig(encoder=encoder)
+    cfg = EncoderConfig(encoder=encoder, max_length=128)
     loaded = load_encoder(encoder)
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
@@ -225,6 +225,45 @@ def frozen_encoder(plan: Plan, data, encoder: str) -> list[list]:
         [f"{n} trials x {epochs} epochs, cached", f"{encode_once + n * epochs * cached_epoch:.0f}"],
         [f"{n} trials x {epochs} epochs, re-encoding", f"{n * epochs * reencode_epoch:.0f}"],
     ]
+
+
+def unfrozen_top_layer(plan: Plan, data, encoder: str) -> list[list]:
+    """unfreeze_layers=1 at 128 tokens: an epoch on cached lower states (fp32, bf16) against an epoch through
+    the whole encoder from token ids (the path without the cache)."""
+    from models.encoder import EncoderConfig, load_encoder
+    from models.features import lower_states, tokenize
+
+    cfg = EncoderConfig(encoder=encoder, unfreeze_layers=1, max_length=128)
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        states = lower_states(data, cfg, cache)
+        once = time.perf_counter() - start
+    rows = [["states below the top layer, train+val+test, once", f"{once:.1f}"]]
+    train = states["train"] | {"labels": data.train.labels}
+    val = states["val"] | {"labels": data.val.labels}
+    for bf16 in (False, True):
+        seed_everything(0)
+        model = build_model("distilbert", cfg, 2, states["info"])
+        history = fit(
+            model, train, val, TrainConfig(batch_size=16, max_epochs=plan.epochs, bf16=bf16)
+        ).history
+        label = "bf16 autocast" if bf16 else "fp32"
+        median = statistics.median(h.seconds for h in history)
+        rows.append([f"epoch, top layer + head on cached states ({label})", f"{median:.1f}"])
+    tokenizer = load_encoder(encoder, with_model=False)[0]
+    n = min(len(data.train), max(64, plan.encoder_texts // 10))
+    part = {
+        name: tokenize(tokenizer, getattr(data, name).clean_texts[:size], cfg)
+        | {"labels": getattr(data, name).labels[:size]}
+        for name, size in (("train", n), ("val", n // 4))
+    }
+    seed_everything(0)
+    full = build_model("distilbert", cfg, 2, {})  # the whole encoder from token ids, its top layer trainable
+    epoch = fit(full, part["train"], part["val"], TrainConfig(batch_size=16, max_epochs=1)).history[0].seconds
+    scaled = epoch * len(data.train) / n  # val is a quarter of train in both
+    note = f" (measured on {n} texts, scaled)" if n < len(data.train) else ""
+    rows.append([f"epoch, whole encoder from token ids{note}", f"{scaled:.1f}"])
+    return rows
 
 
 def sweep_settings(plan: Plan, trials: int, epochs: int, asha: bool):
@@ -424,6 +463,15 @@ def run(plan: Plan, encoder: str | None, archive: str | None, command: str) -> s
                 f"Encoder `{encoder_label(encoder)}`, 128 tokens.",
                 ["step", "seconds"],
                 frozen_encoder(plan, data, encoder),
+            )
+        )
+        parts.append(
+            section(
+                "4b. Fine-tuning the top layer: cached lower states vs the whole encoder (s)",
+                f"Encoder `{encoder_label(encoder)}`, `unfreeze_layers=1`, 128 tokens, batch 16; an epoch is "
+                "the training pass and the validation pass.",
+                ["step", "seconds"],
+                unfrozen_top_layer(plan, data, encoder),
             )
         )
     parts.append(

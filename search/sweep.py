@@ -62,6 +62,7 @@ class TrialRecord:
     mean_epoch_s: float | None = None
     overfitting: bool = False
     collapse: bool = False
+    node: str = ""  # the Ray node the trial ran on
     history: list = field(default_factory=list, repr=False)
 
 
@@ -82,7 +83,15 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
     else:
         # A private local cluster listens on loopback only: nothing else on the network can join it.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        # address="local": always a new private instance. Without it Ray joins whatever RAY_ADDRESS names
+        # or the cluster that `ray start` left in its temp directory, and hangs if that one is gone.
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+        )
 
 
 def _enable_token_auth_if_available() -> None:
@@ -239,6 +248,7 @@ def _record(result) -> TrialRecord:
         history=history,
         seconds=seconds,
         epochs=int(metrics.get("training_iteration", 0)),
+        node=metrics.get("node", ""),
         peak_rss_mb=metrics.get("peak_rss_mb"),
     )
     if result.error is not None:

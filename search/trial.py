@@ -9,6 +9,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import ray
 import torch
 from ray import tune
 
@@ -64,6 +65,7 @@ def run_trial(
                 "params": params,
                 "trainable_params": trainable,
                 "finished": last,
+                "node": ray.get_runtime_context().get_node_id(),
             }
             state.update(finished=last, metrics=metrics)
             with tempfile.TemporaryDirectory() as tmp:

@@ -28,6 +28,7 @@ def test_quick_benchmark_runs_every_measurement(tmp_path, ng_archive, minilm_dir
         "2. Inference",
         "3. Peak RSS",
         "4. Frozen encoder",
+        "4b. Fine-tuning the top layer",
         "5. Ray Tune overhead",
         "6. ASHA",
         "7. Preprocessing",

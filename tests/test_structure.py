@@ -173,3 +173,22 @@ def test_no_line_is_longer_than_110_characters():
         if len(line) > 110
     ]
     assert long == []
+
+
+def test_missing_test_data_fails_in_ci_and_skips_elsewhere(tmp_path):
+    probe = tmp_path / "test_probe.py"
+    probe.write_text(
+        f"import sys\nsys.path.insert(0, {str(ROOT / 'tests')!r})\nfrom conftest import missing\n\n\n"
+        "def test_probe():\n    missing('no archive here')\n"
+    )
+    for required, expected in (("1", "1 failed"), ("0", "1 skipped")):
+        env = {**os.environ, "SWEETSPOT_REQUIRE_TEST_DATA": required}
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(probe)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
+        assert expected in proc.stdout, proc.stdout[-2000:]

@@ -1,5 +1,6 @@
 """Real Ray sweeps on tiny real data, each in its own driver process, as a user runs them."""
 
+import csv
 import json
 import os
 import signal
@@ -165,40 +166,54 @@ def test_killed_driver_resumes_to_exactly_n_trials(tmp_path):
         assert iterations == list(range(1, len(iterations) + 1))
 
 
-def test_sweep_on_a_real_ray_head_via_address(tmp_path):
+def trial_nodes(runs, model) -> set[str]:
+    with open(Path(runs) / "imdb" / model / "trials.csv") as fh:
+        return {row["node"] for row in csv.DictReader(fh)}
+
+
+def test_address_joins_that_cluster_and_no_address_never_does(tmp_path):
     port = free_port()
     ray = str(Path(sys.executable).parent / "ray")
     # Ray maps 127.0.0.1 to the machine's network address unless told to stay on loopback.
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-    started = subprocess.run(
-        [
-            ray,
-            "start",
-            "--head",
-            f"--port={port}",
-            "--num-cpus=2",
-            "--include-dashboard=false",
-            "--disable-usage-stats",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    start = [
+        ray,
+        "start",
+        "--head",
+        f"--port={port}",
+        "--num-cpus=1",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+    ]
+    started = subprocess.run(start, capture_output=True, text=True, env=env, timeout=120)
     assert started.returncode == 0, started.stderr[-2000:]
     try:
-        runs = tmp_path / "runs"
+        query = (
+            "import json, ray; ray.init(address='127.0.0.1:%d', logging_level='ERROR'); "
+            "print(json.dumps([n['NodeID'] for n in ray.nodes()]))" % port
+        )
+        nodes = subprocess.run(
+            [sys.executable, "-c", query], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert nodes.returncode == 0, nodes.stderr[-2000:]
+        cluster = set(json.loads(nodes.stdout.strip().splitlines()[-1]))
+        address = f"127.0.0.1:{port}"
+        joined = tmp_path / "joined"
+        cmd = tune_cmd(joined, "--model", "rnn", "--trials", "2", "--epochs", "2", "--address", address)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert summary(joined, "rnn")["trials"]["total"] == 2
+        assert trial_nodes(joined, "rnn") <= cluster and trial_nodes(joined, "rnn")
+
+        # Without --address: a private instance, even with RAY_ADDRESS naming that 1-CPU cluster and its
+        # address file in Ray's temp directory; --cpus 2 would be refused there.
+        local = tmp_path / "local"
+        cmd = tune_cmd(local, "--model", "rnn", "--trials", "1", "--epochs", "1", "--cpus", "2")
         proc = subprocess.run(
-            tune_cmd(
-                runs, "--model", "rnn", "--trials", "2", "--epochs", "2", "--address", f"127.0.0.1:{port}"
-            ),
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=400,
+            cmd, capture_output=True, text=True, env={**env, "RAY_ADDRESS": address}, timeout=400
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert summary(runs, "rnn")["trials"]["total"] == 2
+        assert trial_nodes(local, "rnn") and not trial_nodes(local, "rnn") & cluster
     finally:
         subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120, env=env)
 
