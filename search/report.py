@@ -97,7 +97,10 @@ def write_leaderboard(sweep_dir: Path) -> str:
         json.dumps({"models": summaries, "baseline": baseline}, indent=2)
     )
     dataset = summaries[0]["dataset"] if summaries else "?"
-    return f"leaderboard: {sweep_dir.name} ({dataset})\n" + tabulate(table, headers=HEADERS)
+    size = sum(p.stat().st_size for p in sweep_dir.rglob("*") if p.is_file()) / 2**20
+    return f"leaderboard: {sweep_dir.name} ({dataset}; {size:.1f} MB on disk)\n" + tabulate(
+        table, headers=HEADERS
+    )
 
 
 def json_summary(summaries: list[dict], baseline: dict | None) -> dict:

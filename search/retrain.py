@@ -6,9 +6,11 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
+from configs.errors import UserError
 from models import build_model, count_params, entry
 from search.engine import evaluate, fit, predict, seed_everything, trainable_state
-from search.settings import Settings, apply_params
+from search.memory import MemoryBudgetExceeded, MemoryWatch, release_memory
+from search.settings import Settings, apply_params, parse_bytes
 
 METRICS = ("accuracy", "precision", "recall", "f1")
 
@@ -46,13 +48,23 @@ def retrain(
     test_texts: list[str],
 ) -> dict:
     """best: the chosen configuration; inputs: its train, val and test tensors; test_texts: the test texts as
-    the model would receive them, to time inference from text."""
+    the model would receive them, to time inference from text. Each seed trains under the sweep's memory
+    budget, as the trials did (here in the driver, whose RSS includes the data it holds)."""
+    budget = parse_bytes(best.search.memory_budget)
     runs = []
     for seed in seeds:
         cfg = apply_params(best, {"train.seed": seed, "train.threads": cpus})
         seed_everything(seed)
-        model = build_model(cfg.model_name, cfg.model, num_classes, info)
-        result = fit(model, inputs["train"], inputs["val"], cfg.train)
+        release_memory()
+        with MemoryWatch(budget, hard_limit=False) as watch:
+            try:
+                model = build_model(cfg.model_name, cfg.model, num_classes, info)
+                result = fit(model, inputs["train"], inputs["val"], cfg.train, on_batch=watch.check)
+            except MemoryBudgetExceeded as err:
+                raise UserError(
+                    f"retraining {cfg.model_name} (seed {seed}): {err}; raise --memory-budget "
+                    "(the retrain runs in the driver, which also holds the data)"
+                ) from None
         test = evaluate(model, inputs["test"], num_classes, cfg.train.eval_batch_size, cfg.train.bf16)
         save_file(
             {k: v.contiguous() for k, v in trainable_state(model).items()},
@@ -77,6 +89,7 @@ def retrain(
                 "collapse": last.collapse,
                 "params": params,
                 "trainable_params": trainable,
+                "peak_rss_mb": watch.peak_mb,
             }
         )
         print(

