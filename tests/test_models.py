@@ -204,8 +204,26 @@ def test_encoder_layer_matches_torch_reference():
     with torch.no_grad():
         expected = ref(x, src_key_padding_mask=pad)
         assert torch.allclose(ours(x, bias)[~pad], expected[~pad], atol=1e-5)
-        ours.train()  # the explicit-attention training path, dropout off
+        # Training mode takes the explicit-attention path (the one with the fast dropout) when p > 0; a p
+        # that rounds to zero keeps every element, so that path must give the reference's output too.
+        ours.train()
+        ours.p = 1e-9
+        ref.train()
+        expected = ref(x, src_key_padding_mask=pad)
         assert torch.allclose(ours(x, bias)[~pad], expected[~pad], atol=1e-5)
+
+
+def test_transformer_ignores_padding_in_training_mode():
+    torch.manual_seed(0)
+    model = build_model("transformer", TransformerConfig(dropout=1e-9), 2, {"vocab_size": VOCAB}).train()
+    ids = torch.randint(2, VOCAB, (4, 12))
+    lengths = torch.tensor([12, 7, 3, 9])
+    ids[torch.arange(12)[None, :] >= lengths[:, None]] = 0
+    padded = torch.cat([ids, torch.zeros(4, 5, dtype=torch.int64)], 1)
+    with torch.no_grad():
+        short = model({"ids": ids, "lengths": lengths})
+        long = model({"ids": padded, "lengths": lengths})
+    assert torch.allclose(short, long, atol=1e-5)
 
 
 def test_fast_dropout_rate_scale_and_seeding():

