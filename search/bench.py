@@ -24,6 +24,7 @@ from data_pipeline import DataConfig, prepare
 from models import MODELS, build_model, entry
 from search.engine import TrainConfig, fit, seed_everything, set_threads
 from search.inputs import sweep_inputs
+from search.provenance import cpu_name
 from search.retrain import inference_rate
 from search.settings import apply_params, load_settings
 
@@ -388,18 +389,7 @@ def preprocessing(plan: Plan, archive: str | None) -> list[list]:
 
 
 def machine() -> str:
-    cpu = (
-        next(
-            (
-                ln.split(":", 1)[1].strip()
-                for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")
-            ),
-            platform.processor(),
-        )
-        if Path("/proc/cpuinfo").is_file()
-        else platform.processor()
-    )
+    cpu = cpu_name()
     return (
         f"{cpu}; {len(os.sched_getaffinity(0))} cores; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads); Python {platform.python_version()}"

@@ -26,6 +26,7 @@ from models import MODELS
 from search.baseline import tfidf_baseline
 from search.cli import add_data_args, add_model_args, settings_from_args
 from search.inputs import model_inputs, prepare_for_sweep, sweep_inputs
+from search.provenance import provenance
 from search.report import json_summary, load_sweep, write_leaderboard
 from search.retrain import retrain
 from search.engine import TrainConfig
@@ -141,7 +142,7 @@ def check_sweep_state(sweep_dir: Path, settings, fresh: bool) -> None:
                     )
     else:
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        state_file.write_text(json.dumps(wanted, indent=2))
+        state_file.write_text(json.dumps(wanted | {"provenance": provenance()}, indent=2))
 
 
 def drop_checkpoints(sweep_dir: Path) -> None:
@@ -248,6 +249,7 @@ def run_model(model_name: str, args, sweep_root: Path) -> dict:
         "wall_s": time.time() - start,
         "retrain": result,
         "data_report": report,
+        "provenance": provenance(),
         # the driver's own peak (data, Ray's client, the retrain); trials run in their own processes
         "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }

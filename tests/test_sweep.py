@@ -89,6 +89,9 @@ def test_sweep_records_trials_prunes_in_optuna_and_reports(tmp_path):
     trial_dirs = [p for p in sweep.iterdir() if (p / "result.json").is_file()]
     assert len(trial_dirs) == 5 and not list(sweep.glob("*/checkpoint_*"))  # finished trials keep none
     assert s["driver_peak_rss_mb"] > 0 and all(r["peak_rss_mb"] > 0 for r in s["retrain"]["seeds"])
+    for record in (s, json.loads((sweep / "sweep.json").read_text())):
+        assert record["provenance"]["torch"] and record["provenance"]["ray"] and record["provenance"]["optuna"]
+        assert {"python", "transformers", "cpu", "git_commit"} <= set(record["provenance"])
     result = json.loads(out.strip().splitlines()[-1])
     lstm = result["models"]["lstm"]
     assert len(lstm["test_per_seed"]) == 2 and 0.4 < lstm["test_mean"]["accuracy"] <= 1
