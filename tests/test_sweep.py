@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -90,7 +91,9 @@ def test_sweep_records_trials_prunes_in_optuna_and_reports(tmp_path):
     assert len(trial_dirs) == 5 and not list(sweep.glob("*/checkpoint_*"))  # finished trials keep none
     assert s["driver_peak_rss_mb"] > 0 and all(r["peak_rss_mb"] > 0 for r in s["retrain"]["seeds"])
     for record in (s, json.loads((sweep / "sweep.json").read_text())):
-        assert record["provenance"]["torch"] and record["provenance"]["ray"] and record["provenance"]["optuna"]
+        assert (
+            record["provenance"]["torch"] and record["provenance"]["ray"] and record["provenance"]["optuna"]
+        )
         assert {"python", "transformers", "cpu", "git_commit"} <= set(record["provenance"])
     result = json.loads(out.strip().splitlines()[-1])
     lstm = result["models"]["lstm"]
@@ -142,46 +145,112 @@ def test_memory_budget_is_enforced_and_the_sweep_goes_on(tmp_path):
     assert "FAIL" in s["optuna_states"]
 
 
-def test_killed_driver_resumes_to_exactly_n_trials(tmp_path):
-    runs = tmp_path / "runs"
-    cmd = tune_cmd(
-        runs, "--model", "lstm", "--trials", "4", "--epochs", "4", "--set", "search.grace_period=4"
-    )
-    sweep = runs / "imdb" / "lstm"
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    finished = {}
+def kill_when(cmd, ready, log: Path, timeout: float = 300, must_kill: bool = True) -> None:
+    """Start a sweep, wait until ready() holds, then SIGKILL its driver and the Ray processes it started.
+    must_kill=False: a sweep that ends first is fine (a random kill point may lie past its end)."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline and len(finished) < 2:
-            time.sleep(0.5)
-            for result in sweep.glob("*/result.json"):
-                text = result.read_text()
-                if '"finished": true' in text:
-                    finished[result.parent.name] = text
-        assert len(finished) >= 2, "no trial finished in time"
-        time.sleep(1.0)  # let a third trial get under way
-        os.kill(proc.pid, signal.SIGKILL)  # the driver, as kill -9 would
-        proc.wait()
+        deadline = time.time() + timeout
+        while time.time() < deadline and proc.poll() is None and not ready():
+            time.sleep(0.2)
+        if must_kill:
+            assert proc.poll() is None, f"the sweep ended before the kill point: {log.read_text()[-2000:]}"
+            assert ready(), "the kill point never came"
     finally:
-        time.sleep(1)
         try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the local Ray processes that driver started
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver, as kill -9 would, and its local Ray
         except ProcessLookupError:
             pass
-    assert not (sweep / "summary.json").exists()
+        proc.wait()
+
+
+def results(sweep: Path) -> dict[str, list[dict]]:
+    return {
+        p.parent.name: [json.loads(line) for line in p.read_text().splitlines()]
+        for p in sweep.glob("*/result.json")
+    }
+
+
+def finished_results(sweep: Path) -> dict[str, list[dict]]:
+    return {name: rows for name, rows in results(sweep).items() if rows and rows[-1].get("finished")}
+
+
+def check_sweep(runs, model, trials, finished_before: dict) -> None:
+    """Exactly N trials, each epoch logged once, Optuna's states equal to the records, and no trial that
+    had finished was run again."""
+    s = summary(runs, model)
+    t = s["trials"]
+    assert t["total"] == trials and t["completed"] + t["stopped_early"] + t["failed"] == trials
+    assert s["optuna_states"].get("COMPLETE", 0) == t["completed"], s["optuna_states"]
+    assert s["optuna_states"].get("PRUNED", 0) == t["stopped_early"], s["optuna_states"]
+    assert s["optuna_states"].get("FAIL", 0) == t["failed"], s["optuna_states"]
+    assert sum(s["optuna_states"].values()) == trials
+    final = results(runs / "imdb" / model)
+    assert len(final) == trials
+    for name, rows in final.items():
+        assert [r["training_iteration"] for r in rows] == list(range(1, len(rows) + 1)), name
+    for name, rows in finished_before.items():
+        assert final[name] == rows, f"finished trial {name} was run again"
+
+
+def test_a_trial_killed_between_epochs_continues_from_its_checkpoint(tmp_path):
+    runs = tmp_path / "runs"
+    cmd = tune_cmd(
+        runs, "--model", "lstm", "--trials", "2", "--epochs", "8", "--set", "search.grace_period=8"
+    )
+    sweep = runs / "imdb" / "lstm"
+    running = {}
+
+    def mid_trial() -> bool:  # a trial with 3+ epochs reported and checkpointed, not finished
+        for name, rows in results(sweep).items():
+            if 3 <= len(rows) < 8 and not rows[-1].get("finished"):
+                running[name] = rows
+                return True
+        return False
+
+    kill_when(cmd, mid_trial, tmp_path / "run1.log")
+    ((name, before),) = running.items()
     code, out, err = run(cmd)
     assert code == 0, err[-3000:]
-    s = summary(runs)
-    assert s["trials"]["total"] == 4
-    trial_dirs = [p for p in sweep.iterdir() if (p / "result.json").is_file()]
-    assert len(trial_dirs) == 4
-    for name, text in finished.items():
-        assert (sweep / name / "result.json").read_text() == text, f"finished trial {name} was run again"
-    for d in trial_dirs:
-        iterations = [
-            json.loads(line)["training_iteration"] for line in (d / "result.json").read_text().splitlines()
-        ]
-        assert iterations == list(range(1, len(iterations) + 1))
+    check_sweep(runs, "lstm", 2, {})
+    after = results(sweep)[name]
+    # It went on from a checkpoint: what it had reported is kept and no epoch was trained twice.
+    assert after[: len(before)] == before and len(after) == 8
+
+
+def test_kills_at_several_points_of_a_multi_model_sweep_keep_it_consistent(tmp_path, tiny_distilbert):
+    rng = random.Random(11)
+    runs = tmp_path / "runs"
+    cmd = tune_cmd(
+        runs, "--model", "all", "--encoder", tiny_distilbert, "--trials", "2", "--epochs", "2", "--seeds", "1"
+    )
+    models = ("rnn", "lstm", "transformer", "distilbert")
+    finished = {m: {} for m in models}
+
+    def note_finished():
+        for m in models:
+            finished[m].update(finished_results(runs / "imdb" / m))
+
+    logs = iter(tmp_path / f"run{i}.log" for i in range(10))
+    log = next(logs)
+    second_model = lambda: bool(results(runs / "imdb" / "lstm"))  # noqa: E731
+    kill_when(cmd, second_model, log)
+    note_finished()
+    log = next(logs)
+    retraining = lambda: "[transformer] best trial" in log.read_text()  # noqa: E731
+    kill_when(cmd, retraining, log)
+    note_finished()
+    assert not (runs / "imdb" / "transformer" / "summary.json").exists()  # killed inside its retrain
+    for _ in range(2):
+        started, wait = time.time(), rng.uniform(4, 15)
+        kill_when(cmd, lambda: time.time() - started > wait, next(logs), must_kill=False)
+        note_finished()
+    code, out, err = run(cmd)
+    assert code == 0, err[-3000:]
+    for m in models:
+        check_sweep(runs, m, 2, finished[m])
+    assert "tfidf+logreg" in out
 
 
 def trial_nodes(runs, model) -> set[str]:
