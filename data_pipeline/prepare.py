@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
+from configs.errors import UserError
 from data_pipeline.config import DataConfig
 from data_pipeline.sources import RawDataset, fingerprint, load_source
 from data_pipeline.text import process
-from configs.errors import UserError
 
 PIPELINE_VERSION = 3
 PAD, UNK = "<PAD>", "<UNK>"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from data_pipeline.config import BUILTIN_DATASETS, DataConfig
 from configs.errors import UserError
+from data_pipeline.config import BUILTIN_DATASETS, DataConfig
 
 NG_ARCHIVE_ENV = "SWEETSPOT_20NG_ARCHIVE"
 TECHNICAL_PREFIXES = ("comp.", "sci.")

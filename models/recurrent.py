@@ -18,9 +18,9 @@ from typing import Literal
 import torch
 from torch import nn
 
+from configs.typed import check_range
 from models.embeddings import WordEmbedding
 from models.layers import Dropout, dropout
-from configs.typed import check_range
 
 
 @dataclass

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.embeddings import WordEmbedding
-from models.layers import Dropout, EncoderLayer
 from configs.errors import UserError
 from configs.typed import check_range
+from models.embeddings import WordEmbedding
+from models.layers import Dropout, EncoderLayer
 
 
 @dataclass

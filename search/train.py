@@ -7,8 +7,8 @@ import argparse
 import json
 import time
 
-from data_pipeline.prepare import format_report, prepare
 from configs.errors import cli_entry
+from data_pipeline.prepare import format_report, prepare
 from models import MODELS, build_model, count_params
 from search.cli import add_data_args, add_model_args, settings_from_args
 from search.engine import evaluate, fit, seed_everything

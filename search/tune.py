@@ -18,18 +18,18 @@ from pathlib import Path
 
 import yaml
 
-from data_pipeline.prepare import format_report
 from configs.errors import UserError, cli_entry, require
 from data_pipeline.config import BUILTIN_DATASETS, DataConfig
+from data_pipeline.prepare import format_report
 from data_pipeline.sources import fingerprint
 from models import MODELS
 from search.baseline import tfidf_baseline
 from search.cli import add_data_args, add_model_args, settings_from_args
+from search.engine import TrainConfig
 from search.inputs import model_inputs, prepare_for_sweep, sweep_inputs
 from search.provenance import provenance
 from search.report import json_summary, load_sweep, write_leaderboard
 from search.retrain import retrain
-from search.engine import TrainConfig
 from search.settings import SearchConfig, apply_params, parse_bytes
 
 STATES = ("completed", "stopped_early", "failed")

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
+from configs.errors import UserError
 from models import MODELS, build_model, count_params
 from models.encoder import EncoderClassifier, EncoderConfig
 from models.recurrent import RecurrentConfig, RNNConfig
 from models.transformer import TransformerConfig
-from configs.errors import UserError
 from search.settings import load_settings
 
 VOCAB = 50
@@ -117,8 +117,8 @@ def test_unfreezing_top_layers_makes_them_trainable(tiny_distilbert):
 @pytest.mark.parametrize("which", ["tiny_distilbert", "minilm_dir"])
 @pytest.mark.parametrize("unfreeze", [1, 2])
 def test_cached_lower_layers_give_the_full_encoders_logits(which, unfreeze, request, imdb_small, tmp_path):
-    from models.features import encoder_inputs, tokenize
     from models.encoder import load_encoder
+    from models.features import encoder_inputs, tokenize
 
     cfg = EncoderConfig(encoder=request.getfixturevalue(which), unfreeze_layers=unfreeze, max_length=64)
     inputs, info = encoder_inputs(cfg, imdb_small, ("val",), str(tmp_path))
@@ -157,8 +157,8 @@ def test_missing_encoder_is_one_clear_error(tmp_path):
 
 
 def test_minilm_features_pool_and_separate_sentiment(minilm_dir):
-    from models.features import encode_texts
     from models.encoder import load_encoder
+    from models.features import encode_texts
 
     tokenizer, encoder = load_encoder(minilm_dir)
     texts = ["a wonderful, moving film", "a great and beautiful movie", "a dull, awful mess"]

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
+from configs.errors import UserError
 from data_pipeline import DataConfig, prepare
 from data_pipeline.prepare import build, build_vocab, cache_key, cache_root, drop_leaks, encode, format_report
 from data_pipeline.sources import RawDataset
 from data_pipeline.text import process
-from configs.errors import UserError
 
 
 def rows(texts, label=0):

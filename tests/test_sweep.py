@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-
 TINY = [
     "--train-size",
     "300",
@@ -344,6 +343,7 @@ def test_one_models_config_with_all_models_is_refused(tmp_path):
 
 def test_a_sweep_name_holds_one_dataset(tmp_path):
     import pandas as pd
+
     from data_pipeline.sources import load_movie_reviews
 
     raw = load_movie_reviews("rotten_tomatoes")
@@ -392,6 +392,7 @@ def test_a_sweep_name_holds_one_dataset(tmp_path):
 
 def test_three_classes_through_the_sweep_with_macro_f1(tmp_path):
     import pandas as pd
+
     from data_pipeline.sources import load_movie_reviews
 
     rt, imdb = load_movie_reviews("rotten_tomatoes"), load_movie_reviews("imdb")

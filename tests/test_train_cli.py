@@ -3,8 +3,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import run_cli
+
 from data_pipeline.prepare import cache_root
 from search.train import main
 
