@@ -32,6 +32,9 @@ class RecurrentConfig:
     dropout: float = 0.3
     embeddings: str = "none"  # none | glove-50d | a vectors file (models/embeddings.py)
     freeze_embeddings: bool = False
+    # One vector per text: each direction's state at its last real token (the study's), or the mean or max
+    # of the outputs over the real tokens.
+    pooling: Literal["last", "mean", "max"] = "last"
 
     def validate(self) -> None:
         check_range(
@@ -69,6 +72,7 @@ class RecurrentClassifier(nn.Module):
     ):
         super().__init__()
         self.p = cfg.dropout
+        self.pooling = cfg.pooling
         self.directions = 2 if cfg.bidirectional else 1
         self.embed = WordEmbedding(vocab_size, cfg.embed_dim, vectors, found, cfg.freeze_embeddings)
         self.drop = Dropout(cfg.dropout)
@@ -112,9 +116,19 @@ class RecurrentClassifier(nn.Module):
                     reverse_within_length(directions[1](reverse_within_length(x, lengths))[0], lengths)
                 )
             x = torch.cat(outputs, -1) if self.directions == 2 else outputs[0]
+        return self.head(self.drop(self.pool(x, lengths)))
+
+    def pool(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """One vector per text from the real positions only: each direction's last state, or the mean or
+        the max of the outputs over the text."""
+        if self.pooling != "last":
+            real = (torch.arange(x.size(1), device=x.device)[None, :] < lengths[:, None]).unsqueeze(-1)
+            if self.pooling == "mean":
+                return (x * real).sum(1) / lengths[:, None].to(x.dtype)
+            return x.masked_fill(~real, float("-inf")).amax(1)
         rows = torch.arange(x.size(0), device=x.device)
         forward_last = x[rows, lengths - 1, : x.size(-1) // self.directions]
         if self.directions == 1:
-            return self.head(self.drop(forward_last))
+            return forward_last
         backward_last = x[rows, 0, x.size(-1) // 2 :]  # the backward pass ends at the first token
-        return self.head(self.drop(torch.cat([forward_last, backward_last], -1)))
+        return torch.cat([forward_last, backward_last], -1)

@@ -24,6 +24,9 @@ CUSTOM = [
     ("lstm", RecurrentConfig(num_layers=2, bidirectional=True)),
     ("rnn", RNNConfig(bidirectional=True)),
     ("rnn", RNNConfig(num_layers=2, nonlinearity="tanh", recurrent_init="default")),
+    ("lstm", RecurrentConfig(bidirectional=True, pooling="mean")),
+    ("lstm", RecurrentConfig(num_layers=2, pooling="max")),
+    ("rnn", RNNConfig(bidirectional=True, pooling="max")),
     ("transformer", TransformerConfig()),
     ("transformer", TransformerConfig(num_layers=1, num_heads=2)),
 ]
@@ -284,3 +287,13 @@ def test_text_vectors_projection_and_a_frozen_table_after_an_epoch(tmp_path, imd
         fit(model, inputs["train"], inputs["val"], TrainConfig(max_epochs=1))
         assert torch.equal(model.embed.table.weight, before)
         assert not torch.equal(model.embed.project.weight, projection)  # the rest of the model trained
+
+
+def test_recurrent_pooling_reads_only_real_positions():
+    torch.manual_seed(0)
+    model = build_model("lstm", RecurrentConfig(pooling="mean", bidirectional=True), 2, {"vocab_size": VOCAB})
+    x = torch.randn(2, 5, 4)
+    lengths = torch.tensor([5, 2])
+    assert torch.allclose(model.pool(x, lengths)[1], x[1, :2].mean(0))
+    model.pooling = "max"
+    assert torch.equal(model.pool(x, lengths)[1], x[1, :2].amax(0))
