@@ -45,7 +45,7 @@ class Plan:
 
 
 FULL = Plan(2000, 3, 3, (16, 64), 3000, 20, 3, 12, True)
-QUICK = Plan(300, 1, 1, (16, 64), 60, 3, 1, 3, False)
+QUICK = Plan(200, 1, 1, (16, 64), 60, 2, 1, 2, False)
 
 
 def median_time(fn, repeats: int) -> float:
@@ -273,6 +273,8 @@ def sweep_settings(plan: Plan, trials: int, epochs: int, asha: bool):
     )
     if not asha:  # a grace period as long as the trial: ASHA never stops anything
         settings.search.grace_period = epochs
+    # The benchmark's data is prepared at 64 tokens, as in the earlier runs: the length is not searched here.
+    settings.space.pop("data.max_len", None)
     return settings
 
 
@@ -382,7 +384,7 @@ def preprocessing(plan: Plan, archive: str | None) -> list[list]:
             f"20NG, {docs:,} of {rows:,} posts",
             f"{read:.1f}",
             f"{cold:.1f}",
-            f"{docs / (cold - read):,.0f}",
+            f"{docs / cold:,.0f}",
             f"{warm:.2f}",
         ]
     ]
@@ -484,8 +486,8 @@ def run(plan: Plan, encoder: str | None, archive: str | None, command: str) -> s
     parts.append(
         section(
             "7. Preprocessing throughput",
-            "Split, clean, tokenize, de-duplicate, vocabulary, encode; reading the archive is shown apart.",
-            ["corpus", "read s", "prepare s", "docs/s (excl. read)", "cached rerun s"],
+            "Read, split, clean, tokenize, de-duplicate, vocabulary, encode; a read alone is shown apart.",
+            ["corpus", "read s", "prepare s (read included)", "docs/s", "cached rerun s"],
             preprocessing(plan, archive),
         )
     )

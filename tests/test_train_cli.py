@@ -62,7 +62,8 @@ def test_set_overrides_reach_the_model(capsys):
     assert code == 0, err
     result = last_json(out)
     assert result["config"]["model"]["hidden_dim"] == 8
-    assert result["params"] == 5002 * 4 + (4 * 8 + 8 * 8 + 2 * 8) + (8 * 2 + 2)
+    # GloVe's 50-d table, its map to embed_dim 4, the RNN cell (4 -> 8) and the head (8 -> 2)
+    assert result["params"] == 5002 * 50 + (50 * 4 + 4) + (4 * 8 + 8 * 8 + 2 * 8) + (8 * 2 + 2)
 
 
 def test_distilbert_path_with_tiny_distilbert_and_cached_features(tiny_distilbert, capsys):
