@@ -219,7 +219,7 @@ def test_a_trial_killed_between_epochs_continues_from_its_checkpoint(tmp_path):
 
 
 def test_kills_at_several_points_of_a_multi_model_sweep_keep_it_consistent(tmp_path, tiny_distilbert):
-    rng = random.Random(11)  # the random kill point: the same on every run
+    rng = random.Random(11)  # the random kill points: the same on every run
     runs = tmp_path / "runs"
     cmd = tune_cmd(
         runs, "--model", "all", "--encoder", tiny_distilbert, "--trials", "2", "--epochs", "2", "--seeds", "1"
@@ -241,9 +241,10 @@ def test_kills_at_several_points_of_a_multi_model_sweep_keep_it_consistent(tmp_p
     kill_when(cmd, retraining, log)
     note_finished()
     assert not (runs / "imdb" / "transformer" / "summary.json").exists()  # killed inside its retrain
-    started, wait = time.time(), rng.uniform(4, 15)
-    kill_when(cmd, lambda: time.time() - started > wait, next(logs), must_kill=False)
-    note_finished()
+    for wait in (rng.uniform(4, 15), rng.uniform(4, 15)):  # two random points
+        started = time.time()
+        kill_when(cmd, lambda: time.time() - started > wait, next(logs), must_kill=False)  # noqa: B023
+        note_finished()
     code, out, err = run(cmd)
     assert code == 0, err[-3000:]
     for m in models:
