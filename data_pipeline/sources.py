@@ -137,7 +137,7 @@ def load_file(path_text: str, text_column: str, label_column: str) -> RawDataset
     path = Path(path_text)
     if not path.is_file():
         raise UserError(f"data file not found: {path}; pass an existing .csv, .jsonl or .parquet file")
-    frame = _read_table(path)
+    frame = read_table(path)
     for role, column in (("text", text_column), ("label", label_column)):
         if column not in frame.columns:
             raise UserError(
@@ -159,7 +159,7 @@ def load_file(path_text: str, text_column: str, label_column: str) -> RawDataset
     return RawDataset(path.stem, frame[text_column].astype(str).tolist(), labels, label_names, "file")
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def read_table(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if path.stat().st_size == 0:

@@ -12,8 +12,8 @@ from torch import nn
 
 from configs.errors import UserError
 from models.encoder import EncoderClassifier, EncoderConfig
-from models.features import encoder_inputs, encoder_text_model
-from models.inputs import vocab_inputs
+from models.features import encoder_inputs, encoder_text_inputs, encoder_text_model
+from models.inputs import vocab_inputs, vocab_text_inputs
 from models.recurrent import RecurrentClassifier, RecurrentConfig, RNNConfig
 from models.transformer import TransformerClassifier, TransformerConfig
 
@@ -28,6 +28,9 @@ class Entry:
     # (model, cfg, num_classes, texts) -> (a model that reads the tensors, tensors made from the texts), for
     # timing from text; None: the model's own inputs are already made from text cheaply (vocabulary ids)
     text_model: Optional[Callable[..., tuple[nn.Module, dict]]] = None
+    # (cfg, data) -> the test split's input tensors, computed afresh (no disk cache, no training-only extras
+    # such as pretrained vectors), for prediction on new text; None: `inputs` for the test split
+    text_inputs: Optional[Callable[..., dict]] = None
 
 
 MODELS: dict[str, Entry] = {}
@@ -50,11 +53,15 @@ ENCODER_KEYS = (
     "model.pooling",
     "model.unfreeze_layers",
 )
-register("rnn", Entry(RNNConfig, vocab_model(RecurrentClassifier, "rnn"), vocab_inputs, VOCAB_KEYS))
-register("lstm", Entry(RecurrentConfig, vocab_model(RecurrentClassifier, "lstm"), vocab_inputs, VOCAB_KEYS))
-register(
-    "transformer", Entry(TransformerConfig, vocab_model(TransformerClassifier), vocab_inputs, VOCAB_KEYS)
-)
+
+
+def vocab_entry(config, build) -> Entry:
+    return Entry(config, build, vocab_inputs, VOCAB_KEYS, text_inputs=vocab_text_inputs)
+
+
+register("rnn", vocab_entry(RNNConfig, vocab_model(RecurrentClassifier, "rnn")))
+register("lstm", vocab_entry(RecurrentConfig, vocab_model(RecurrentClassifier, "lstm")))
+register("transformer", vocab_entry(TransformerConfig, vocab_model(TransformerClassifier)))
 register(
     "distilbert",
     Entry(
@@ -63,6 +70,7 @@ register(
         encoder_inputs,
         ENCODER_KEYS,
         encoder_text_model,
+        encoder_text_inputs,
     ),
 )
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from configs.errors import UserError
 from data_pipeline.prepare import SPLITS, PreparedData, atomic_save, cache_root, keep
 from models.encoder import EncoderClassifier, load_encoder, pool, transformer_layers
 
@@ -125,6 +126,14 @@ def frozen_features(data: PreparedData, cfg, cache_dir: str | None = None, loade
     return feats
 
 
+def lower_depth(model, cfg) -> int:
+    """How many layers lie below the top cfg.unfreeze_layers: their output is what gets cached."""
+    layers = len(transformer_layers(model))
+    if cfg.unfreeze_layers > layers:
+        raise UserError(f"model.unfreeze_layers={cfg.unfreeze_layers} but {cfg.encoder} has {layers} layers")
+    return layers - cfg.unfreeze_layers
+
+
 def lower_states(data: PreparedData, cfg, cache_dir: str | None = None, loaded=None) -> dict:
     """{split: {"hidden", "attention_mask"}, "info": {..., "lower_states": True}}: the states below the top
     cfg.unfreeze_layers layers, from the disk cache when it has them."""
@@ -132,9 +141,7 @@ def lower_states(data: PreparedData, cfg, cache_dir: str | None = None, loaded=N
     if path.is_file():
         return torch.load(path, weights_only=True)
     tokenizer, model = loaded or load_encoder(cfg.encoder)
-    depth = len(transformer_layers(model)) - cfg.unfreeze_layers
-    if depth < 0:
-        EncoderClassifier(cfg, 2, encoder=model)  # says, in one line, how many layers the encoder has
+    depth = lower_depth(model, cfg)
     states = {
         name: encode_lower(model, tokenizer, getattr(data, name).clean_texts, cfg, depth) for name in SPLITS
     }
@@ -154,6 +161,16 @@ def encoder_inputs(cfg, data: PreparedData, splits=("train", "val"), cache_dir: 
         return out, feats["info"]
     states = lower_states(data, cfg, cache_dir)
     return {s: states[s] | {"labels": getattr(data, s).labels} for s in splits}, states["info"]
+
+
+def encoder_text_inputs(cfg, data: PreparedData) -> dict:
+    """The test split's inputs for prediction, made by the same functions as the cached ones (same batches,
+    same order), so that the saved test split gives the same numbers."""
+    tokenizer, model = load_encoder(cfg.encoder)
+    texts = data.test.clean_texts
+    if cfg.unfreeze_layers == 0:
+        return {"features": pick(encode_texts(model, tokenizer, texts, cfg), cfg.pooling)}
+    return encode_lower(model, tokenizer, texts, cfg, lower_depth(model, cfg))
 
 
 def encoder_text_model(model: EncoderClassifier, cfg, num_classes: int, texts: list[str]):

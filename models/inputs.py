@@ -21,3 +21,8 @@ def vocab_inputs(cfg, data: PreparedData, splits=("train", "val"), cache_dir: st
     if spec != NONE:
         info["vectors"], info["found"], info["embeddings"] = vectors_for_vocab(spec, data.vocab)
     return out, info
+
+
+def vocab_text_inputs(cfg, data: PreparedData) -> dict:
+    """The test split's ids for prediction; the pretrained vectors are in the trained weights already."""
+    return {"ids": data.test.ids, "lengths": data.test.lengths}

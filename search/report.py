@@ -11,22 +11,17 @@ from tabulate import tabulate
 
 from configs.errors import UserError, cli_entry
 from models import MODELS
-
-HEADERS = [
-    "model",
-    "test acc (mean ± std)",
-    "precision",
-    "recall",
-    "F1",
-    "params (total / trainable)",
-    "trials (done / stopped / failed)",
-    "search wall",
-    "epoch s",
-    "inference /s",
-    "peak RSS MB (best trial)",
-    "best hyperparameters",
-    "flags",
-]
+from search.analysis import analyse
+from search.study import load_study
+from search.tables import (
+    DETAIL_HEADERS,
+    KNOB_HEADERS,
+    MAIN_HEADERS,
+    analysis_lines,
+    detail_rows,
+    knob_table,
+    main_rows,
+)
 
 
 def load_sweep(sweep_dir: Path) -> tuple[list[dict], dict | None]:
@@ -37,70 +32,49 @@ def load_sweep(sweep_dir: Path) -> tuple[list[dict], dict | None]:
     return summaries, json.loads(baseline_file.read_text()) if baseline_file.is_file() else None
 
 
-def _fmt_params(params: dict) -> str:
-    return ", ".join(
-        f"{k.split('.', 1)[1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.', 1)[1]}={v}"
-        for k, v in sorted(params.items())
+def analysis_text(model: str, analysis: dict, fmt: str) -> str:
+    title, notes = analysis_lines(model, analysis)
+    table = (
+        [tabulate(knob_table(analysis), headers=KNOB_HEADERS, tablefmt=fmt)] if "knobs" in analysis else []
     )
+    return "\n".join([title, *table, *notes])
 
 
-def rows(summaries: list[dict], baseline: dict | None) -> list[list]:
-    out = []
-    for s in summaries:
-        r, t = s["retrain"], s["trials"]
-        flags = [f for f in ("overfitting", "collapse") if r[f]]
-        out.append(
-            [
-                s["model"],
-                f"{r['mean']['accuracy']:.2%} ± {r['std']['accuracy']:.2%}",
-                f"{r['mean']['precision']:.4f}",
-                f"{r['mean']['recall']:.4f}",
-                f"{r['mean']['f1']:.4f}",
-                f"{r['params']:,} / {r['trainable_params']:,}",
-                f"{t['completed']} / {t['stopped_early']} / {t['failed']}",
-                f"{s['search_wall_s']:.0f}s",
-                f"{r['mean_epoch_s']:.2f}",
-                f"{r['inference_per_s']:,.0f}",
-                f"{s['best_trial_peak_rss_mb'] or 0:.0f}",
-                _fmt_params(s["best_params"]),
-                ", ".join(flags) or "-",
-            ]
-        )
-    if baseline:
-        t = baseline["test"]
-        out.append(
-            [
-                "tfidf+logreg",
-                f"{t['accuracy']:.2%}",
-                f"{t['precision']:.4f}",
-                f"{t['recall']:.4f}",
-                f"{t['f1']:.4f}",
-                f"{baseline['params']:,} / {baseline['params']:,}",
-                "-",
-                f"{baseline['fit_s']:.0f}s",
-                "-",
-                f"{baseline['inference_per_s']:,.0f}",
-                "-",
-                f"C={baseline['C']}",
-                "-",
-            ]
-        )
-    return out
+def analyse_sweep(sweep_dir: Path, summaries: list[dict]) -> tuple[dict, dict]:
+    """({model: study or None}, {model: analysis}) for the finished models."""
+    studies = {s["model"]: load_study(sweep_dir, s["model"]) for s in summaries}
+    return studies, {s["model"]: analyse(studies[s["model"]], s) for s in summaries}
 
 
-def write_leaderboard(sweep_dir: Path) -> str:
-    """Print-ready table; also writes leaderboard.md and leaderboard.json beside the sweep."""
-    summaries, baseline = load_sweep(sweep_dir)
-    table = rows(summaries, baseline)
-    (sweep_dir / "leaderboard.md").write_text(tabulate(table, headers=HEADERS, tablefmt="github") + "\n")
-    (sweep_dir / "leaderboard.json").write_text(
-        json.dumps({"models": summaries, "baseline": baseline}, indent=2)
-    )
+def render(sweep_dir: Path, summaries, baseline, analyses, fmt: str, note: str = "") -> str:
     dataset = summaries[0]["dataset"] if summaries else "?"
-    size = sum(p.stat().st_size for p in sweep_dir.rglob("*") if p.is_file()) / 2**20
-    return f"leaderboard: {sweep_dir.name} ({dataset}; {size:.1f} MB on disk)\n" + tabulate(
-        table, headers=HEADERS
+    parts = [
+        f"leaderboard: {sweep_dir.name} ({dataset}{note})",
+        tabulate(main_rows(summaries, baseline), headers=MAIN_HEADERS, tablefmt=fmt),
+        tabulate(detail_rows(summaries, analyses), headers=DETAIL_HEADERS, tablefmt=fmt),
+        *(analysis_text(s["model"], analyses[s["model"]], fmt) for s in summaries),
+    ]
+    return "\n\n".join(parts)
+
+
+def write_leaderboard(sweep_dir: Path, plots: bool = True) -> str:
+    """Print-ready text; also writes leaderboard.md, leaderboard.json, the plots and report.html."""
+    from search.html import write_html
+    from search.plots import sweep_plots
+
+    summaries, baseline = load_sweep(sweep_dir)
+    studies, analyses = analyse_sweep(sweep_dir, summaries)
+    (sweep_dir / "leaderboard.md").write_text(
+        render(sweep_dir, summaries, baseline, analyses, "github") + "\n"
     )
+    (sweep_dir / "leaderboard.json").write_text(
+        json.dumps({"models": summaries, "baseline": baseline, "analysis": analyses}, indent=2)
+    )
+    if plots:
+        images = sweep_plots(sweep_dir, summaries, baseline, studies, analyses)
+        write_html(sweep_dir, summaries, baseline, analyses, images)
+    size = sum(p.stat().st_size for p in sweep_dir.rglob("*") if p.is_file()) / 2**20
+    return render(sweep_dir, summaries, baseline, analyses, "simple", f"; {size:.1f} MB on disk")
 
 
 def json_summary(summaries: list[dict], baseline: dict | None) -> dict:

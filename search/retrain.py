@@ -1,5 +1,6 @@
 """Retrain the best configuration once per seed and evaluate on test: the only code that reads test."""
 
+import dataclasses
 import statistics
 import time
 from pathlib import Path
@@ -8,11 +9,15 @@ from safetensors.torch import save_file
 
 from configs.errors import UserError
 from models import build_model, count_params, entry
-from search.engine import evaluate, fit, predict, seed_everything, trainable_state
+from search.engine import evaluate, fit, predict, seed_everything
 from search.memory import MemoryBudgetExceeded, MemoryWatch, release_memory
 from search.settings import Settings, apply_params, parse_bytes
 
 METRICS = ("accuracy", "precision", "recall", "f1")
+
+
+def weights_file(seed: int) -> str:
+    return f"weights-seed{seed}.safetensors"
 
 
 def inference_rate(model, data: dict, batch_size: int = 256, repeats: int = 3) -> float:
@@ -48,8 +53,9 @@ def retrain(
     test_texts: list[str],
 ) -> dict:
     """best: the chosen configuration; inputs: its train, val and test tensors; test_texts: the test texts as
-    the model would receive them, to time inference from text. Each seed trains under the sweep's memory
-    budget, as the trials did (here in the driver, whose RSS includes the data it holds)."""
+    the model would receive them, to time inference from text; out_dir: where each seed's weights go. Each
+    seed trains under the sweep's memory budget, as the trials did (here in the driver, whose RSS includes the
+    data it holds)."""
     budget = parse_bytes(best.search.memory_budget)
     runs = []
     for seed in seeds:
@@ -66,9 +72,12 @@ def retrain(
                     "(the retrain runs in the driver, which also holds the data)"
                 ) from None
         test = evaluate(model, inputs["test"], num_classes, cfg.train.eval_batch_size, cfg.train.bf16)
+        # The whole module as trained: for a head on cached encoder outputs that is the head (and any
+        # unfrozen top layers); the frozen encoder below is loaded again by name (search/bundle.py).
+        out_dir.mkdir(parents=True, exist_ok=True)
         save_file(
-            {k: v.contiguous() for k, v in trainable_state(model).items()},
-            str(out_dir / f"weights-seed{seed}.safetensors"),
+            {k: v.detach().contiguous() for k, v in model.state_dict().items()},
+            str(out_dir / weights_file(seed)),
         )
         last = result.history[-1]
         params, trainable = count_params(model)
@@ -83,6 +92,8 @@ def retrain(
                 "test": test,
                 "epochs": len(result.history),
                 "best_epoch": result.best_epoch,
+                "best_val_loss": result.best_val_loss,
+                "history": [dataclasses.asdict(h) for h in result.history],
                 "mean_epoch_s": statistics.mean(h.seconds for h in result.history),
                 "inference_per_s": rate,
                 "overfitting": last.overfitting,

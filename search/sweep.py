@@ -63,6 +63,7 @@ class TrialRecord:
     overfitting: bool = False
     collapse: bool = False
     node: str = ""  # the Ray node the trial ran on
+    path: str = ""  # the trial's directory
     history: list = field(default_factory=list, repr=False)
 
 
@@ -249,6 +250,7 @@ def _record(result) -> TrialRecord:
         seconds=seconds,
         epochs=int(metrics.get("training_iteration", 0)),
         node=metrics.get("node", ""),
+        path=str(result.path),
         peak_rss_mb=metrics.get("peak_rss_mb"),
     )
     if result.error is not None:

@@ -24,6 +24,7 @@ from data_pipeline.prepare import format_report
 from data_pipeline.sources import fingerprint
 from models import MODELS
 from search.baseline import tfidf_baseline
+from search.bundle import save_bundle
 from search.cli import add_data_args, add_model_args, settings_from_args
 from search.engine import TrainConfig
 from search.inputs import model_inputs, prepare_for_sweep, sweep_inputs
@@ -31,6 +32,7 @@ from search.provenance import provenance
 from search.report import json_summary, load_sweep, write_leaderboard
 from search.retrain import retrain
 from search.settings import SearchConfig, apply_params, parse_bytes
+from search.study import write_study
 
 STATES = ("completed", "stopped_early", "failed")
 
@@ -210,9 +212,12 @@ def run_model(model_name: str, args, sweep_root: Path) -> dict:
         f"{settings.search.memory_budget} per trial, state in {sweep_dir}",
         flush=True,
     )
-    records, study = run_search(settings, inputs, infos, data.num_classes, sweep_dir, cpus, model_name)
+    records, searcher_study = run_search(
+        settings, inputs, infos, data.num_classes, sweep_dir, cpus, model_name
+    )
     search_wall = time.time() - start  # this run's; an interrupted earlier run's time is not counted
     write_trials(sweep_dir, records)
+    study = write_study(sweep_root, model_name, records, settings.space)
     drop_checkpoints(sweep_dir)
     counts = {s: sum(r.state == s for r in records) for s in STATES}
     best = choose_best(records)
@@ -231,15 +236,18 @@ def run_model(model_name: str, args, sweep_root: Path) -> dict:
     if "embeddings" in info:
         print(f"[{model_name}] " + format_report(report).splitlines()[-1], flush=True)
     seeds = [settings.train.seed + i for i in range(settings.search.seeds)]
+    model_dir = sweep_dir / "model"
     result = retrain(
-        best_settings, all_inputs, info, data.num_classes, seeds, cpus, sweep_dir, data.test.clean_texts
+        best_settings, all_inputs, info, data.num_classes, seeds, cpus, model_dir, data.test.clean_texts
     )
+    save_bundle(model_dir, best_settings, data, info, result)
     save_artifacts(sweep_dir, best_settings, data)
     summary = {
         "model": model_name,
         "dataset": data.name,
         "trials": counts | {"total": len(records)},
-        "optuna_states": _optuna_states(study),
+        "optuna_states": _optuna_states(study),  # the persistent study (optuna.db)
+        "searcher_states": _optuna_states(searcher_study),  # what TPE itself was told
         "best_trial": best.trial_id,
         "best_params": best.params,
         "best_val_loss": best.best_val_loss,
@@ -269,11 +277,6 @@ def save_artifacts(sweep_dir: Path, best_settings, data) -> None:
     best = best_settings.as_dict()
     (sweep_dir / "best_config.yaml").write_text(
         yaml.safe_dump({"model": best["model"], "train": best["train"]}, sort_keys=False)
-    )
-    (sweep_dir / "vocab.json").write_text(
-        json.dumps(
-            {"vocab": data.vocab, "label_names": data.label_names, "encoder": best["model"].get("encoder")}
-        )
     )
     (sweep_dir / "data_report.json").write_text(json.dumps(data.report, indent=2))
 

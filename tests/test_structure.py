@@ -16,7 +16,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("configs", "data_pipeline", "models", "search")  # bottom to top
 ENGINE = ("search.engine",)  # the training loop: below the rest of search/, above models/
-COMMANDS = ("search.train", "search.tune", "search.report", "search.bench")
+COMMANDS = ("search.train", "search.tune", "search.report", "search.predict", "search.bench")
 
 
 def our_imports(path: Path) -> set[str]:

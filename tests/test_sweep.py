@@ -11,6 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+from sweep_checks import check_plots_and_html, check_predict_round_trip, check_study
+
+from data_pipeline.config import DataConfig
+from search.analysis import importance
+
 TINY = [
     "--train-size",
     "300",
@@ -46,7 +52,7 @@ def summary(runs, model="lstm", name="imdb"):
     return json.loads((Path(runs) / name / model / "summary.json").read_text())
 
 
-def test_sweep_records_trials_prunes_in_optuna_and_reports(tmp_path):
+def test_sweep_records_trials_prunes_in_optuna_and_reports(tmp_path, capsys):
     runs = tmp_path / "runs"
     cmd = tune_cmd(
         runs,
@@ -78,9 +84,9 @@ def test_sweep_records_trials_prunes_in_optuna_and_reports(tmp_path):
     )  # the seed config went first
     for name in (
         "best_config.yaml",
-        "weights-seed42.safetensors",
-        "weights-seed43.safetensors",
-        "vocab.json",
+        "model/weights-seed42.safetensors",
+        "model/weights-seed43.safetensors",
+        "model/meta.json",
         "data_report.json",
         "test_metrics.json",
         "history.csv",
@@ -101,6 +107,29 @@ def test_sweep_records_trials_prunes_in_optuna_and_reports(tmp_path):
     assert "tfidf+logreg" in out and (runs / "imdb" / "leaderboard.md").is_file()
     assert "trial 5/5" in out and "ETA" in out
 
+    # The persistent study, the analysis computed from it, the plots, the page, and prediction.
+    study = check_study(runs / "imdb", "lstm", 5)
+    assert s["optuna_states"] == s["searcher_states"]
+    analysis = json.loads((runs / "imdb" / "leaderboard.json").read_text())["analysis"]["lstm"]
+    found = {k["knob"]: k["importance"] for k in analysis["knobs"] if k["importance"] is not None}
+    assert found == pytest.approx(importance(study)) and sum(found.values()) == pytest.approx(1)
+    scored = sorted(
+        (t for t in study.trials if t.state.name != "FAIL"), key=lambda t: t.user_attrs["best_val_loss"]
+    )
+    top = scored[: -(-len(scored) // 4)]
+    dropout = next(k for k in analysis["knobs"] if k["knob"] == "model.dropout")
+    assert dropout["sweet_spot"] == [
+        min(t.params["model.dropout"] for t in top),
+        max(t.params["model.dropout"] for t in top),
+    ]
+    assert dropout["chosen"] == s["best_params"]["model.dropout"]
+    board = (runs / "imdb" / "leaderboard.md").read_text()
+    assert "sweet spot" in board and "train acc" in board
+    check_plots_and_html(runs / "imdb", ["lstm"])
+    check_predict_round_trip(
+        runs / "imdb", "lstm", DataConfig(train_size=300, val_size=100, test_size=100), tmp_path, capsys
+    )
+
     # A finished sweep run again trains nothing and shows the results.
     started = time.time()
     code, out, err = run(cmd)
@@ -108,7 +137,7 @@ def test_sweep_records_trials_prunes_in_optuna_and_reports(tmp_path):
     # The report command reads what is on disk.
     code, out, err = run([sys.executable, "-m", "search.report", "--runs-dir", str(runs), "--json"])
     assert code == 0 and json.loads(out.strip().splitlines()[-1])["models"]["lstm"]["trials"]["total"] == 5
-    assert "MB on disk)" in out
+    assert "MB on disk)" in out and all(len(line) <= 120 for line in out.splitlines()[:-1])
     # Other settings on the same sweep name are refused, not mixed in.
     other = [("6" if a == "5" and b == "--trials" else a) for b, a in zip(["", *cmd], cmd)]
     code, out, err = run(other)
@@ -185,6 +214,7 @@ def check_sweep(runs, model, trials, finished_before: dict) -> None:
     assert s["optuna_states"].get("PRUNED", 0) == t["stopped_early"], s["optuna_states"]
     assert s["optuna_states"].get("FAIL", 0) == t["failed"], s["optuna_states"]
     assert sum(s["optuna_states"].values()) == trials
+    check_study(runs / "imdb", model, trials)  # one study, each trial once, none left RUNNING
     final = results(runs / "imdb" / model)
     assert len(final) == trials
     for name, rows in final.items():
@@ -315,7 +345,7 @@ def test_dead_address_is_a_clear_error(tmp_path):
     assert "Traceback" not in err
 
 
-def test_encoder_sweep_trains_heads_on_cached_features(tmp_path, tiny_distilbert):
+def test_encoder_sweep_trains_heads_on_cached_features(tmp_path, tiny_distilbert, capsys):
     runs = tmp_path / "runs"
     code, out, err = run(
         tune_cmd(
@@ -327,6 +357,10 @@ def test_encoder_sweep_trains_heads_on_cached_features(tmp_path, tiny_distilbert
     assert s["trials"]["total"] == 3 and s["trials"]["failed"] == 0
     assert s["retrain"]["trainable_params"] < s["retrain"]["params"]
     assert s["best_params"]["model.pooling"] in ("auto", "cls", "mean")
+    # The weights hold the head; the encoder is named and loaded again, and gives the same predictions.
+    check_predict_round_trip(
+        runs / "imdb", "distilbert", DataConfig(train_size=300, val_size=100, test_size=100), tmp_path, capsys
+    )
 
 
 def test_more_cpus_than_a_node_has_is_a_clear_error(tmp_path):

@@ -1,0 +1,169 @@
+"""The winner on disk, self-contained: runs/<name>/<model>/model/ holds the settings it was trained with, how
+its text was processed, its vocabulary, the label names, and the weights of each retrain seed. What the
+weights do not hold is named: the pretrained encoder below a head, loaded again by its name or path.
+
+    bundle = load_bundle(Path("runs/imdb/lstm/model"))
+    probabilities = bundle.predict(["a wonderful film"])  # (N, classes), the best seed's
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from configs.errors import UserError
+from configs.typed import from_dict
+from data_pipeline.config import DataConfig
+from data_pipeline.prepare import UNK, PreparedData, encode
+from data_pipeline.text import process
+from models import build_model, entry
+from search.engine import TrainConfig, predict, set_threads
+
+FORMAT = 1
+META = "meta.json"
+
+
+def _portable(info: dict) -> dict:
+    """The builder's info as JSON: a tensor (pretrained vectors) becomes its shape, since the weights file
+    holds what training made of it and the builder needs only the shape."""
+    return {
+        k: {"tensor": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
+        if isinstance(v, torch.Tensor)
+        else v
+        for k, v in info.items()
+    }
+
+
+def _unportable(info: dict) -> dict:
+    return {
+        k: torch.zeros(v["tensor"], dtype=getattr(torch, v["dtype"]))
+        if isinstance(v, dict) and "tensor" in v
+        else v
+        for k, v in info.items()
+    }
+
+
+def save_bundle(out: Path, settings, data: PreparedData, info: dict, retrain_result: dict) -> None:
+    """Write meta.json beside the weights that search.retrain saved in `out`."""
+    report = data.report
+    meta = {
+        "format": FORMAT,
+        "model": settings.model_name,
+        "dataset": data.name,
+        "label_names": data.label_names,
+        "settings": {s: dataclasses.asdict(settings.section(s)) for s in ("data", "model", "train")},
+        # what data_pipeline resolved for this dataset ("auto" settings), so new text is processed the same
+        "preprocess": {
+            "keep_negations": report["keep_negations"],
+            "drop_stopwords": report["stopwords"] == "dropped",
+            "min_token_len": settings.data.min_token_len,
+            "truncate": data.truncate,
+            "max_len": settings.data.max_len,
+        },
+        "vocab": data.vocab,
+        "info": _portable({k: v for k, v in info.items() if k != "embeddings"}),
+        "seeds": [
+            {
+                "seed": r["seed"],
+                "weights": f"weights-seed{r['seed']}.safetensors",
+                "best_val_loss": r["best_val_loss"],
+                "test_accuracy": r["test"]["accuracy"],
+            }
+            for r in retrain_result["seeds"]
+        ],
+    }
+    (out / META).write_text(json.dumps(meta, indent=1))
+
+
+@dataclass
+class Bundle:
+    path: Path
+    meta: dict
+    settings: object  # search.settings.Settings without the search section
+    models: dict  # {seed: nn.Module}
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.meta["label_names"]
+
+    def best_seed(self) -> int:
+        """The seed whose retrain reached the lowest validation loss (test is not looked at)."""
+        return min(self.meta["seeds"], key=lambda s: s["best_val_loss"])["seed"]
+
+    def inputs(self, texts: list[str]) -> dict:
+        """The model's input tensors for raw texts, made exactly as the training data was."""
+        pre = self.meta["preprocess"]
+        rows = []
+        for text in texts:
+            cleaned, processed = process(
+                text, pre["keep_negations"], pre["min_token_len"], pre["drop_stopwords"]
+            )
+            # Training drops a text that processing empties; a prediction must answer, so it reads <unk>.
+            rows.append((cleaned, processed or UNK, 0))
+        split = encode(rows, self.meta["vocab"], pre["max_len"], pre["truncate"])
+        data = PreparedData(
+            self.meta["dataset"],
+            self.label_names,
+            self.meta["vocab"],
+            split,
+            split,
+            split,
+            max_len=pre["max_len"],
+            truncate=pre["truncate"],
+        )
+        return text_inputs(self.settings, data)
+
+    def predict(self, texts: list[str], seeds: list[int] | None = None) -> torch.Tensor:
+        """Class probabilities (N, classes), averaged over `seeds` (default: the best seed)."""
+        set_threads(self.settings.train.threads)
+        tensors = self.inputs(texts) | {"labels": torch.zeros(len(texts), dtype=torch.int64)}
+        train = self.settings.train
+        probs = [
+            predict(self.models[s], tensors, train.eval_batch_size, train.bf16).softmax(1)
+            for s in seeds or [self.best_seed()]
+        ]
+        return torch.stack(probs).mean(0)
+
+
+def text_inputs(settings, data: PreparedData) -> dict:
+    """The test split's input tensors, made without the disk cache (new texts have no cache key)."""
+    model_entry = entry(settings.model_name)
+    if model_entry.text_inputs is not None:
+        return model_entry.text_inputs(settings.model, data)
+    tensors = model_entry.inputs(settings.model, data, ("test",), None)[0]["test"]
+    return {k: v for k, v in tensors.items() if k != "labels"}
+
+
+def load_bundle(path: Path) -> Bundle:
+    from search.settings import SearchConfig, Settings
+
+    meta_file = path / META
+    if not meta_file.is_file():
+        raise UserError(f"{path} holds no trained model ({META} is missing); its sweep has not finished")
+    meta = json.loads(meta_file.read_text())
+    if meta.get("format") != FORMAT:
+        raise UserError(f"{path} was written by another version of sweetspot (format {meta.get('format')})")
+    model_entry = entry(meta["model"])
+    raw = meta["settings"]
+    settings = Settings(
+        meta["model"],
+        from_dict(DataConfig, raw["data"], "data"),
+        from_dict(model_entry.config, raw["model"], "model"),
+        from_dict(TrainConfig, raw["train"], "train"),
+        SearchConfig(),
+    )
+    info = _unportable(meta["info"])
+    models = {}
+    for seed in meta["seeds"]:
+        weights = path / seed["weights"]
+        if not weights.is_file():
+            raise UserError(
+                f"{weights} is missing; the model directory is incomplete, so run the sweep again"
+            )
+        model = build_model(meta["model"], settings.model, len(meta["label_names"]), info)
+        model.load_state_dict(load_file(str(weights)))
+        models[seed["seed"]] = model.eval()
+    return Bundle(path, meta, settings, models)

@@ -1,0 +1,62 @@
+"""report.html: the sweep's tables and plots in one page that opens offline (images by relative path)."""
+
+import html
+from pathlib import Path
+
+from tabulate import tabulate
+
+from search.tables import (
+    DETAIL_HEADERS,
+    KNOB_HEADERS,
+    MAIN_HEADERS,
+    analysis_lines,
+    detail_rows,
+    knob_table,
+    main_rows,
+)
+
+STYLE = """
+body { font-family: sans-serif; margin: 2em; max-width: 1200px; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; font-size: 0.9em; }
+img { max-width: 100%; margin: 0.5em 0; display: block; }
+"""
+
+
+def _table(rows, headers) -> str:
+    return tabulate(rows, headers=headers, tablefmt="html")
+
+
+def write_html(sweep_dir: Path, summaries: list[dict], baseline, analyses: dict, images: list[Path]) -> Path:
+    def img(path: Path) -> str:
+        src = html.escape(path.relative_to(sweep_dir).as_posix())
+        return f'<img src="{src}" alt="{html.escape(path.stem)}">'
+
+    dataset = summaries[0]["dataset"] if summaries else "?"
+    body = [
+        f"<h1>sweetspot: {html.escape(sweep_dir.name)} ({html.escape(dataset)})</h1>",
+        "<h2>Leaderboard (test set, mean over retrain seeds)</h2>",
+        _table(main_rows(summaries, baseline), MAIN_HEADERS),
+        _table(detail_rows(summaries, analyses), DETAIL_HEADERS),
+    ]
+    by_model = {}
+    for path in images:
+        by_model.setdefault(path.stem.split("-")[0], []).append(path)
+    for s in summaries:
+        model, analysis = s["model"], analyses[s["model"]]
+        title, notes = analysis_lines(model, analysis)
+        body += [f"<h2>{html.escape(model)}</h2>", f"<p>{html.escape(title)}</p>"]
+        if "knobs" in analysis:
+            body.append(_table(knob_table(analysis), KNOB_HEADERS))
+        body += [f"<p>{html.escape(note)}</p>" for note in notes]
+        body += [img(p) for p in by_model.get(model, [])]
+    body += ["<h2>Accuracy against size and speed</h2>", *(img(p) for p in by_model.get("tradeoff", []))]
+    page = (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>sweetspot {html.escape(sweep_dir.name)}</title><style>{STYLE}</style></head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
+    out = sweep_dir / "report.html"
+    out.write_text(page, encoding="utf-8")
+    return out

@@ -1,0 +1,138 @@
+"""Predict with a finished sweep's winner: labels and class probabilities for new texts.
+
+    python -m search.predict --run runs/imdb --text "a wonderful film" --text "two hours I want back"
+    python -m search.predict --run runs/imdb --model lstm --input reviews.csv --text-column review \\
+        --ensemble --output predictions.csv
+
+Texts are processed exactly as the training data was (runs/<name>/<model>/model/meta.json says how).
+The model defaults to the leaderboard's best; its weights default to the retrain seed with the lowest
+validation loss; --ensemble averages every seed's probabilities.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from configs.errors import UserError, cli_entry, require
+from data_pipeline.sources import read_table
+from search.bundle import load_bundle
+from search.report import load_sweep
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m search.predict",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--run", required=True, help="a sweep directory, e.g. runs/imdb")
+    parser.add_argument("--model", help="which model of the sweep (default: the leaderboard's best)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", action="append", help="a text to classify (repeatable)")
+    source.add_argument("--input", help="a .csv, .jsonl or .parquet file of texts")
+    parser.add_argument("--text-column", default="text", help="the text column of --input (default: text)")
+    parser.add_argument("--ensemble", action="store_true", help="average the probabilities of every seed")
+    parser.add_argument("--seed", type=int, help="use this retrain seed's weights")
+    parser.add_argument(
+        "--output", help="write .csv, .jsonl or .parquet here instead of JSON lines to stdout"
+    )
+    return parser.parse_args(argv)
+
+
+def best_model(run: Path) -> str:
+    """The model with the highest mean test accuracy: the leaderboard's top row."""
+    summaries, _ = load_sweep(run)
+    require(
+        summaries,
+        f"{run} has no finished model yet (no <model>/summary.json); finish it with "
+        "python -m search.tune, or pass --run of a finished sweep",
+    )
+    return max(summaries, key=lambda s: s["retrain"]["mean"]["accuracy"])["model"]
+
+
+def read_texts(args) -> list[str]:
+    if args.text is not None:
+        return args.text
+    path = Path(args.input)
+    require(path.is_file(), f"--input {path}: no such file")
+    frame = read_table(path)
+    require(
+        args.text_column in frame.columns,
+        f"{path} has no column {args.text_column!r} (columns: {', '.join(map(str, frame.columns))}); "
+        "pass --text-column NAME",
+    )
+    texts = frame[args.text_column].dropna().astype(str).tolist()
+    require(texts, f"{path} has no texts in column {args.text_column!r}")
+    return texts
+
+
+def load(run: Path, model: str | None):
+    require(
+        run.is_dir(), f"no sweep at {run}; pass --run runs/<name> of a sweep made by python -m search.tune"
+    )
+    model = model or best_model(run)
+    model_dir = run / model / "model"
+    require(
+        (run / model / "summary.json").is_file() and model_dir.is_dir(),
+        f"the {model} sweep in {run} has not finished (no trained model in {model_dir}); run the same "
+        "python -m search.tune command again to finish it",
+    )
+    return load_bundle(model_dir)
+
+
+def predictions(bundle, texts: list[str], seeds: list[int]) -> pd.DataFrame:
+    probs = bundle.predict(texts, seeds)
+    names = bundle.label_names
+    frame = pd.DataFrame({"text": texts, "label": [names[i] for i in probs.argmax(1).tolist()]})
+    for i, name in enumerate(names):
+        frame[f"p_{name}"] = probs[:, i].numpy()
+    return frame
+
+
+def check_output(output: str | None) -> None:
+    """Before any work: a bad --output path should not cost a prediction run."""
+    if output is None:
+        return
+    path = Path(output)
+    require(
+        path.suffix.lower() in (".csv", ".jsonl", ".parquet"),
+        f"--output {path}: give a file name ending in .csv, .jsonl or .parquet",
+    )
+    require(path.parent.is_dir(), f"--output {path}: the folder {path.parent} does not exist")
+
+
+def write(frame: pd.DataFrame, output: str | None) -> None:
+    if output is None:
+        for row in frame.to_dict("records"):
+            sys.stdout.write(json.dumps(row) + "\n")
+        return
+    path = Path(output)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif suffix == ".jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_parquet(path, index=False)
+    print(f"{len(frame)} predictions written to {path}", file=sys.stderr)
+
+
+@cli_entry
+def main(argv=None):
+    args = parse_args(argv)
+    check_output(args.output)
+    texts = read_texts(args)
+    bundle = load(Path(args.run), args.model)
+    seeds = [s["seed"] for s in bundle.meta["seeds"]]
+    if args.seed is not None and args.seed not in seeds:
+        raise UserError(f"--seed {args.seed}: this model was retrained on seeds {seeds}")
+    chosen = seeds if args.ensemble else [args.seed if args.seed is not None else bundle.best_seed()]
+    frame = predictions(bundle, texts, chosen)
+    write(frame, args.output)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Checks on a finished sweep's files, shared by the sweep tests: the Optuna study, the plots, the HTML
+report (in a real headless browser where one is installed), and predictions from raw text."""
+
+import csv
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+import optuna
+import pandas as pd
+
+from data_pipeline.config import DataConfig
+from data_pipeline.prepare import prepare, split_indices
+from data_pipeline.sources import load_source
+from data_pipeline.text import process
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def load_study(sweep: Path, model: str) -> optuna.Study:
+    return optuna.load_study(study_name=model, storage=f"sqlite:///{sweep / 'optuna.db'}")
+
+
+def check_study(sweep: Path, model: str, trials: int) -> optuna.Study:
+    """The study holds the sweep's trials exactly once, finished, with per-epoch val losses and attributes
+    that match trials.csv and history.csv."""
+    study = load_study(sweep, model)
+    with open(sweep / model / "trials.csv") as fh:
+        records = {row["trial_id"]: row for row in csv.DictReader(fh)}
+    with open(sweep / model / "history.csv") as fh:
+        history = list(csv.DictReader(fh))
+    states = {"completed": "COMPLETE", "stopped_early": "PRUNED", "failed": "FAIL"}
+    assert len(study.trials) == trials == len(records)
+    assert sorted(t.user_attrs["trial_id"] for t in study.trials) == sorted(records)
+    for trial in study.trials:
+        row = records[trial.user_attrs["trial_id"]]
+        assert trial.state.name == states[row["state"]]
+        assert trial.user_attrs["node"] == row["node"] and trial.user_attrs["trial_dir"]
+        losses = {
+            int(h["epoch"]): float(h["val_loss"])
+            for h in history
+            if h["trial_id"] == row["trial_id"] and h["val_loss"] and math.isfinite(float(h["val_loss"]))
+        }
+        assert trial.intermediate_values == losses
+        if trial.state.name == "COMPLETE":
+            assert trial.value == float(row["best_val_loss"]) == min(losses.values())
+    return study
+
+
+def check_plots_and_html(sweep: Path, models: list[str]) -> None:
+    plots = sweep / "plots"
+    for model in models:
+        for kind in ("history", "importance", "knobs", "curves", "confusion"):
+            path = plots / f"{model}-{kind}.png"
+            assert path.read_bytes()[:8] == PNG and path.stat().st_size > 5000, path
+    assert (plots / "tradeoff.png").read_bytes()[:8] == PNG
+    page = (sweep / "report.html").read_text()
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    assert len(sources) == 5 * len(models) + 1
+    assert all((sweep / s).is_file() for s in sources) and "http" not in "".join(sources)
+    assert "<table" in page and all(f"<h2>{m}</h2>" in page for m in models)
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser:  # .ci/run installs Debian's chromium; elsewhere the checks above stand alone
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            chrome = p.chromium.launch(executable_path=browser, args=["--no-sandbox"])
+            tab = chrome.new_page()
+            tab.goto((sweep / "report.html").resolve().as_uri())
+            widths = tab.evaluate("Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
+            tables = tab.evaluate("document.querySelectorAll('table').length")
+            chrome.close()
+        assert len(widths) == len(sources) and min(widths) > 100, widths
+        assert tables >= 2 + len(models)
+
+
+def raw_test_split(cfg: DataConfig) -> tuple[list[str], list[int]]:
+    """The test split's raw texts and labels, found again from the source: the split's rows, without those
+    that processing emptied or that de-duplication moved out (the same as the prepared split, checked)."""
+    prepared = prepare(cfg)
+    raw = load_source(cfg)
+    seen = set(prepared.train.texts) | set(prepared.val.texts)
+    keep_negations, drop_stopwords = (
+        prepared.report["keep_negations"],
+        prepared.report["stopwords"] == "dropped",
+    )
+    texts, labels = [], []
+    for i in split_indices(raw.labels, cfg)[2]:
+        processed = process(raw.texts[i], keep_negations, cfg.min_token_len, drop_stopwords)[1]
+        if processed and processed not in seen:
+            texts.append(raw.texts[i])
+            labels.append(raw.labels[i])
+    assert labels == prepared.test.labels.tolist() and len(texts) == len(prepared.test)
+    return texts, labels
+
+
+def check_predict_round_trip(sweep: Path, model: str, cfg: DataConfig, tmp: Path, capsys) -> None:
+    """search.predict on the raw test split gives each seed's recorded test accuracy exactly."""
+    from conftest import run_cli
+
+    from search.predict import main as predict
+
+    texts, labels = raw_test_split(cfg)
+    names = json.loads((sweep / model / "model" / "meta.json").read_text())["label_names"]
+    source = tmp / f"{model}-test.csv"
+    pd.DataFrame({"review": texts}).to_csv(source, index=False)
+    summary = json.loads((sweep / model / "summary.json").read_text())
+    for run in summary["retrain"]["seeds"]:
+        out = tmp / f"{model}-{run['seed']}.csv"
+        argv = ["--run", str(sweep), "--model", model, "--input", str(source), "--text-column", "review"]
+        code, _, err = run_cli(predict, [*argv, "--seed", str(run["seed"]), "--output", str(out)], capsys)
+        assert code == 0, err
+        predicted = pd.read_csv(out)
+        assert predicted["text"].tolist() == texts
+        accuracy = sum(p == names[y] for p, y in zip(predicted["label"], labels)) / len(labels)
+        assert accuracy == run["test"]["accuracy"], (run["seed"], accuracy, run["test"]["accuracy"])
+        probs = predicted[[f"p_{n}" for n in names]].to_numpy()
+        assert abs(probs.sum(1) - 1).max() < 1e-5

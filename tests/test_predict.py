@@ -1,0 +1,65 @@
+"""search.predict's bad input: one line, exit 2, before any model is loaded. (Its round trip on a real
+sweep is in test_sweep.py.)"""
+
+import pytest
+from conftest import run_cli
+
+from search.predict import main
+
+
+def unfinished(tmp_path):
+    (tmp_path / "runs" / "imdb" / "lstm").mkdir(parents=True)  # a sweep that was interrupted
+    (tmp_path / "runs" / "imdb" / "lstm" / "sweep.json").write_text("{}")
+    return tmp_path / "runs" / "imdb"
+
+
+def texts_file(tmp_path, name: str, content: str):
+    path = tmp_path / name
+    path.write_text(content)
+    return path
+
+
+CASES = [
+    ("no such run", lambda t: ["--run", str(t / "nowhere"), "--text", "x"], "no sweep at"),
+    ("unfinished sweep", lambda t: ["--run", str(unfinished(t)), "--text", "x"], "no finished model yet"),
+    (
+        "unfinished model",
+        lambda t: ["--run", str(unfinished(t)), "--model", "lstm", "--text", "x"],
+        "the lstm sweep in",
+    ),
+    (
+        "missing column",
+        lambda t: ["--run", "r", "--input", str(texts_file(t, "a.csv", "review,x\nfine,1\n"))],
+        "has no column 'text' (columns: review, x)",
+    ),
+    ("empty file", lambda t: ["--run", "r", "--input", str(texts_file(t, "e.csv", ""))], "is empty"),
+    (
+        "no texts",
+        lambda t: ["--run", "r", "--input", str(texts_file(t, "h.csv", "text\n"))],
+        "has no texts in column 'text'",
+    ),
+    ("missing input", lambda t: ["--run", "r", "--input", str(t / "none.csv")], "no such file"),
+    (
+        "bad output",
+        lambda t: ["--run", "r", "--text", "x", "--output", str(t / "out.txt")],
+        "ending in .csv, .jsonl or .parquet",
+    ),
+    (
+        "output folder",
+        lambda t: ["--run", "r", "--text", "x", "--output", str(t / "no" / "out.csv")],
+        "does not exist",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_exit_2(case, tmp_path, capsys):
+    _, argv, expected = case
+    code, out, err = run_cli(main, argv(tmp_path), capsys)
+    assert code == 2 and expected in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_text_and_input_together_are_refused(tmp_path, capsys):
+    code, out, err = run_cli(main, ["--run", "r", "--text", "x", "--input", "f.csv"], capsys)
+    assert code == 2 and "not allowed with argument" in err
