@@ -278,7 +278,7 @@ def sweep_settings(plan: Plan, trials: int, epochs: int, asha: bool):
     return settings
 
 
-def plain_optuna(settings, data) -> float:
+def plain_optuna(settings, data, n_jobs: int = 1) -> float:
     import optuna
 
     inputs, info = entry(settings.model_name).inputs(settings.model, data)
@@ -292,7 +292,7 @@ def plain_optuna(settings, data) -> float:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=settings.train.seed))
     start = time.perf_counter()
-    study.optimize(objective, n_trials=settings.search.trials)
+    study.optimize(objective, n_trials=settings.search.trials, n_jobs=n_jobs)
     return time.perf_counter() - start
 
 
@@ -302,30 +302,65 @@ def ray_sweep(settings, data, cpus: int):
     inputs, infos = sweep_inputs(settings, data)
     with tempfile.TemporaryDirectory() as runs:
         start = time.perf_counter()
-        records, _ = run_search(settings, inputs, infos, data.num_classes, Path(runs) / "lstm", cpus, "bench")
+        experiment = str(Path(runs) / "lstm")
+        records, _ = run_search(settings, inputs, infos, data.num_classes, experiment, cpus, "bench")
         return time.perf_counter() - start, records
+
+
+def layouts() -> list[tuple[int, int]]:
+    """(trials at once, CPUs each) that fill this machine: one trial on every core, or one per core."""
+    cores = len(os.sched_getaffinity(0))
+    return [(1, cores), (cores, 1)] if cores > 1 else [(1, 1)]
 
 
 def tune_overhead(plan: Plan, data) -> list[list]:
     from search.sweep import connect
 
-    cpus = len(os.sched_getaffinity(0))
     start = time.perf_counter()
-    connect(None, cpus)
+    connect(None, len(os.sched_getaffinity(0)))
     ray_init = time.perf_counter() - start
-    settings = sweep_settings(plan, plan.sweep_trials, plan.sweep_epochs, asha=False)
-    settings.train.threads = cpus
-    optuna_wall = plain_optuna(settings, data)
-    ray_wall, _ = ray_sweep(settings, data, cpus)
-    return [
-        [
-            f"{plan.sweep_trials} trials x {plan.sweep_epochs} epochs, LSTM",
-            f"{optuna_wall:.1f}",
-            f"{ray_wall:.1f}",
-            f"{ray_wall / optuna_wall:.2f}",
-            f"{ray_init:.1f}",
-        ]
-    ]
+    rows = []
+    for concurrent, cpus in layouts():
+        settings = sweep_settings(plan, plan.sweep_trials, plan.sweep_epochs, asha=False)
+        settings.search.concurrent, settings.train.threads = concurrent, cpus
+        set_threads(cpus)  # plain Optuna runs its n_jobs trials as threads of this process
+        optuna_wall = plain_optuna(settings, data, n_jobs=concurrent)
+        ray_wall, _ = ray_sweep(settings, data, cpus)
+        rows.append(
+            [
+                f"{plan.sweep_trials} trials x {plan.sweep_epochs} epochs, LSTM, --concurrent {concurrent} "
+                f"--cpus {cpus}",
+                f"{optuna_wall:.1f}",
+                f"{ray_wall:.1f}",
+                f"{ray_wall / optuna_wall:.2f}",
+                f"{ray_init:.1f}",
+            ]
+        )
+    set_threads(0)
+    return rows
+
+
+def parallel_trials(plan: Plan, data) -> list[list]:
+    """The same ASHA sweep with trials one at a time on every core, and side by side on one core each."""
+    rows = []
+    for concurrent, cpus in layouts():
+        settings = sweep_settings(plan, plan.sweep_trials, 10 if plan is FULL else 2, asha=True)
+        settings.search.concurrent = concurrent
+        wall, records = ray_sweep(settings, data, cpus)
+        done = [r for r in records if r.best_val_loss is not None]
+        best = min(done, key=lambda r: r.best_val_loss)
+        rows.append(
+            [
+                f"--concurrent {concurrent} --cpus {cpus}",
+                len(records),
+                sum(r.epochs for r in records),
+                f"{60 * len(records) / wall:.1f}",
+                f"{best.best_val_loss:.4f}",
+                f"{best.best_val_acc:.4f}",
+                f"{wall:.0f}",
+            ]
+        )
+    return rows
 
 
 def asha_saving(plan: Plan, data) -> list[list]:
@@ -414,82 +449,107 @@ def section(title: str, note: str, headers: list, rows: list) -> str:
     )
 
 
-def run(plan: Plan, encoder: str | None, archive: str | None, command: str) -> str:
+def run(plan: Plan, encoder: str | None, archive: str | None, command: str, only: set | None = None) -> str:
+    """only: the section numbers to run ("5", "5b"), or None for all."""
     set_threads(0)
     data = bench_data(plan)
     started = time.perf_counter()
+
+    def add(number: str, make) -> None:
+        if only is None or number in only:
+            parts.append(make())
+
     parts = [
         f"# Benchmarks\n\n- date: {datetime.date.today()}\n- machine: {machine()}\n- command: `{command}`\n"
         f"- data: IMDB, {len(data.train)} train / {len(data.val)} val texts, 64 tokens max "
         f"({data.report['train_truncated_share']:.0%} of texts fill all 64)\n"
     ]
-    parts.append(
-        section(
+    add(
+        "1",
+        lambda: section(
             "1. Epoch time (s): engine vs a plain PyTorch loop",
             "Median over epochs; train pass + validation pass; same model, data and optimizer. "
             "Ratio = engine / plain loop.",
             ["model", "batch", "engine", "plain loop", "ratio"],
             epoch_times(plan, data),
-        )
+        ),
     )
-    parts.append(
-        section(
+    add(
+        "2",
+        lambda: section(
             "2. Inference (samples/s)",
             "Untrained weights (speed does not depend on them); the custom models read up to 64 tokens.",
             ["model", "batch 1", "batch 256", "mean tokens"],
             inference_rates(plan, data, encoder),
-        )
+        ),
     )
-    parts.append(
-        section(
+    add(
+        "3",
+        lambda: section(
             "3. Peak RSS while training (MB)",
             "`python -m search.train --model M --epochs 2` in a fresh process; the OS's peak resident set.",
             ["model", "peak RSS MB", "note"],
             peak_rss(plan, encoder),
-        )
+        ),
     )
     if encoder:
-        parts.append(
-            section(
+        add(
+            "4",
+            lambda: section(
                 "4. Frozen encoder: cached features vs re-encoding (s)",
                 f"Encoder `{encoder_label(encoder)}`, 128 tokens.",
                 ["step", "seconds"],
                 frozen_encoder(plan, data, encoder),
-            )
+            ),
         )
-        parts.append(
-            section(
+        add(
+            "4b",
+            lambda: section(
                 "4b. Fine-tuning the top layer: cached lower states vs the whole encoder (s)",
                 f"Encoder `{encoder_label(encoder)}`, `unfreeze_layers=1`, 128 tokens, batch 16; an epoch is "
                 "the training pass and the validation pass.",
                 ["step", "seconds"],
                 unfrozen_top_layer(plan, data, encoder),
-            )
+            ),
         )
-    parts.append(
-        section(
+    add(
+        "5",
+        lambda: section(
             "5. Ray Tune overhead vs a plain Optuna loop",
-            "Same LSTM trainable, same space and TPE seed, one trial at a time, no early stopping. "
-            "Wall seconds; Ray's start-up is shown apart (paid once per command).",
+            "Same LSTM trainable, same space and TPE seed, no early stopping; trials one at a time on every "
+            "core, or side by side on one core each (plain Optuna: `study.optimize(n_jobs=N)`, threads of "
+            "one process). Wall seconds; Ray's start-up is shown apart (paid once per command).",
             ["sweep", "plain Optuna", "Ray Tune + Optuna", "ratio", "ray.init"],
             tune_overhead(plan, data),
-        )
+        ),
     )
-    parts.append(
-        section(
+    add(
+        "5b",
+        lambda: section(
+            "5b. Parallel trials on one machine",
+            "The same LSTM sweep with ASHA (grace 2, reduction 3, up to 10 epochs), TPE with constant liar "
+            "when trials run side by side.",
+            ["layout", "trials", "epochs run", "trials/min", "best val loss", "best val acc", "wall s"],
+            parallel_trials(plan, data),
+        ),
+    )
+    add(
+        "6",
+        lambda: section(
             "6. ASHA's saving",
             "Same LSTM trials and seed, with and without ASHA (grace 2 epochs, reduction factor 3).",
             ["scheduler", "trials", "epochs run", "stopped early", "best val acc", "best val loss", "wall s"],
             asha_saving(plan, data),
-        )
+        ),
     )
-    parts.append(
-        section(
+    add(
+        "7",
+        lambda: section(
             "7. Preprocessing throughput",
             "Read, split, clean, tokenize, de-duplicate, vocabulary, encode; a read alone is shown apart.",
             ["corpus", "read s", "prepare s (read included)", "docs/s", "cached rerun s"],
             preprocessing(plan, archive),
-        )
+        ),
     )
     parts.append(f"Total benchmark time: {time.perf_counter() - started:.0f} s.\n")
     return "\n".join(parts)
@@ -505,6 +565,7 @@ def main(argv=None):
     parser.add_argument(
         "--quick", action="store_true", help="small sizes: every measurement in under 2 minutes"
     )
+    parser.add_argument("--only", help="comma-separated section numbers to run, e.g. 5,5b (default: all)")
     parser.add_argument("--out", help="Markdown file to write (default: BENCHMARKS.md; --quick: print only)")
     parser.add_argument(
         "--encoder",
@@ -521,9 +582,10 @@ def main(argv=None):
     command = (
         "python -m search.bench" + " ".join(["", *(argv if argv is not None else sys.argv[1:])]).rstrip()
     )
-    report = run(QUICK if args.quick else FULL, args.encoder, args.archive, command)
+    only = set(args.only.split(",")) if args.only else None
+    report = run(QUICK if args.quick else FULL, args.encoder, args.archive, command, only)
     print(report)
-    out = args.out or (None if args.quick else "BENCHMARKS.md")
+    out = args.out or (None if args.quick or only else "BENCHMARKS.md")
     if out:
         Path(out).write_text(report)
         print(f"wrote {out}")

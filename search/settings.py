@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Optional
 
 import yaml
 
@@ -33,6 +34,10 @@ class SearchConfig:
     grace_period: int = 2  # ASHA: epochs before a trial can be stopped
     reduction_factor: int = 3
     memory_budget: str = "2GB"  # per trial, enforced
+    concurrent: int = 1  # trials at once; more than 1 pays off on a cluster or a many-core machine
+    # where Ray keeps trial results and checkpoints: None for the runs directory, else a directory that
+    # every node mounts or a URI (s3://, gs://); see search/storage.py
+    storage: Optional[str] = None
     space: dict = field(default_factory=dict)  # {dotted key: {kind: args}}, as written in YAML
 
     def validate(self) -> None:
@@ -43,6 +48,7 @@ class SearchConfig:
             seeds=(1, None, True),
             grace_period=(1, None, True),
             reduction_factor=(2, None, True),
+            concurrent=(1, None, True),
         )
         parse_bytes(self.memory_budget)
 

@@ -125,11 +125,18 @@ def node_cpus() -> int:
     return int(max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1))
 
 
-class Progress(tune.Callback):
-    """Trial n/N, best so far, time per trial and ETA, one line per finished trial."""
+def node_memory() -> int:
+    """The most memory (Ray's `memory` resource, bytes) one node offers to tasks."""
+    return int(max((n["Resources"].get("memory", 0) for n in ray.nodes() if n.get("Alive")), default=0))
 
-    def __init__(self, label: str, total: int):
+
+class Progress(tune.Callback):
+    """Trial n/N, best so far, time per trial and ETA, one line per finished trial. With trials in parallel,
+    time per trial is this run's wall time per finished trial, so the ETA counts the parallelism in."""
+
+    def __init__(self, label: str, total: int, concurrent: int = 1):
         self.label, self.total, self.start, self.done_here = label, total, time.time(), 0
+        self.concurrent = concurrent
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._show(trials, trial)
@@ -149,23 +156,28 @@ class Progress(tune.Callback):
         eta = per_trial * max(0, self.total - len(finished))
         best = f"{min(losses):.4f}" if losses else "-"
         acc = last.get("best_val_acc")
+        running = sum(t.status == "RUNNING" and t is not trial for t in trials)
         print(
             f"[{self.label}] trial {len(finished)}/{self.total} {state} after "
             f"{last.get('training_iteration', 0)} "
             f"epochs"
             + (f", val acc {acc:.3f}" if acc is not None else "")
-            + f" | best val loss {best} | {per_trial:.1f}s/trial | ETA {eta:.0f}s",
+            + f" | best val loss {best} | {per_trial:.1f}s/trial"
+            + (f" ({running} running)" if self.concurrent > 1 else "")
+            + f" | ETA {eta:.0f}s",
             flush=True,
         )
 
 
 def run_search(
-    settings: Settings, inputs: dict, infos: dict, num_classes: int, exp_dir: Path, cpus: int, label: str
+    settings: Settings, inputs: dict, infos: dict, num_classes: int, experiment: str, cpus: int, label: str
 ) -> tuple[list[TrialRecord], optuna.Study | None]:
     """Run (or resume) the search and return one record per trial. inputs, infos: {variant: ...} for train
-    and val (search.inputs.sweep_inputs); the test split is not among them."""
+    and val (search.inputs.sweep_inputs); the test split is not among them. experiment: where Ray keeps the
+    trials (search.storage: a directory or a URI)."""
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")  # small state, saved often: a kill loses little
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0, the legacy reporter prints nothing
+    budget = parse_bytes(settings.search.memory_budget)
     trainable = tune.with_resources(
         tune.with_parameters(
             run_trial,
@@ -173,33 +185,38 @@ def run_search(
             inputs=inputs,
             infos=infos,
             num_classes=num_classes,
-            budget_bytes=parse_bytes(settings.search.memory_budget),
+            budget_bytes=budget,
             cpus=cpus,
         ),
-        {"cpu": cpus},
+        # The budget as Ray's memory resource too: Ray then places no more trials on a node than its
+        # memory holds (it is enforced inside each trial by search.memory).
+        {"cpu": cpus, "memory": budget},
     )
-    exp_dir = exp_dir.resolve()
-    if tune.Tuner.can_restore(str(exp_dir)):
+    if tune.Tuner.can_restore(experiment):
         tuner = tune.Tuner.restore(
-            str(exp_dir), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
+            experiment, trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
         )
     else:
-        tuner = _new_tuner(settings, trainable, exp_dir)
+        tuner = _new_tuner(settings, trainable, experiment)
     # Tuner.restore takes no RunConfig, and the progress line needs this run's clock: set it on the tuner.
-    tuner._local_tuner._run_config.callbacks = [Progress(label, settings.search.trials)]
+    progress = Progress(label, settings.search.trials, settings.search.concurrent)
+    tuner._local_tuner._run_config.callbacks = [progress]
     results = tuner.fit()
     searcher = _searcher(tuner)
     return [_record(r) for r in results], (searcher.study if searcher else None)
 
 
-def _new_tuner(settings: Settings, trainable, exp_dir: Path) -> tune.Tuner:
+def _new_tuner(settings: Settings, trainable, experiment: str) -> tune.Tuner:
     point = seed_point(settings.space, {key: settings.get(key) for key in settings.space})
+    concurrent = settings.search.concurrent
     searcher = PruneAwareOptunaSearch(
         space={key: rule.domain() for key, rule in settings.space.items()},
         metric=SEARCH_METRIC,
         mode="min",
         points_to_evaluate=[point] if point else None,
-        seed=settings.train.seed,
+        # With trials in flight, TPE assumes the worst value for them (constant liar), so that parallel
+        # trials do not all sample the same promising point. One at a time, it is plain TPE.
+        sampler=optuna.samplers.TPESampler(seed=settings.train.seed, constant_liar=concurrent > 1),
     )
     scheduler = ASHAScheduler(
         metric=ASHA_METRIC,
@@ -214,13 +231,13 @@ def _new_tuner(settings: Settings, trainable, exp_dir: Path) -> tune.Tuner:
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=settings.search.trials,
-            max_concurrent_trials=1,
+            max_concurrent_trials=concurrent,
             reuse_actors=True,
             trial_dirname_creator=lambda t: t.trial_id,
         ),
         run_config=tune.RunConfig(
-            name=exp_dir.name,
-            storage_path=str(exp_dir.parent),
+            name=experiment.rstrip("/").rsplit("/", 1)[1],
+            storage_path=experiment.rstrip("/").rsplit("/", 1)[0],
             verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=0),

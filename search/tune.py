@@ -66,6 +66,16 @@ def parse_args(argv):
     g.add_argument("--runs-dir", default="runs", help="where sweeps live (default ./runs)")
     g.add_argument("--fresh", action="store_true", help="discard this sweep's saved state and start over")
     g.add_argument("--address", help="join a running Ray cluster (HOST:PORT) instead of starting a local one")
+    g.add_argument(
+        "--concurrent",
+        type=int,
+        help=f"trials at once (default {SearchConfig.concurrent}); each has --cpus CPUs and its memory",
+    )
+    g.add_argument(
+        "--storage",
+        help="where trial results and checkpoints go: a directory every node mounts, or s3://, gs:// "
+        "(default: the runs directory; required on a cluster of several nodes)",
+    )
     return parser.parse_args(argv)
 
 
@@ -74,6 +84,8 @@ def search_overrides(args) -> dict:
         "search.trials": args.trials,
         "search.seeds": args.seeds,
         "search.memory_budget": args.memory_budget,
+        "search.concurrent": args.concurrent,
+        "search.storage": args.storage,
     }
     return {k: v for k, v in out.items() if v is not None}
 
@@ -124,13 +136,9 @@ def check_dataset(sweep_root: Path, settings, fresh: bool) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def check_sweep_state(sweep_dir: Path, settings, fresh: bool) -> None:
+def check_sweep_state(sweep_dir: Path, settings) -> None:
     """One sweep directory holds one set of settings: a resume with other settings would mix two searches."""
     state_file = sweep_dir / "sweep.json"
-    if fresh and sweep_dir.exists():
-        finished = len(list(sweep_dir.glob("*/result.json")))
-        print(f"--fresh: discarding {sweep_dir} ({finished} trial folders, checkpoints, results)")
-        shutil.rmtree(sweep_dir)
     wanted = json.loads(json.dumps(settings.as_dict()))
     if state_file.is_file():
         saved = json.loads(state_file.read_text())
@@ -142,16 +150,24 @@ def check_sweep_state(sweep_dir: Path, settings, fresh: bool) -> None:
                         f"not {wanted[section].get(key)!r}; rerun with the same settings to resume, "
                         "or pass --fresh to discard it, or --name to start another sweep"
                     )
-    else:
+
+
+def begin_sweep(sweep_dir: Path, settings, fresh: bool, experiment: str) -> None:
+    """After every check has passed (a refused command changes nothing): discard the old sweep on --fresh,
+    then record the settings that a resume must repeat."""
+    from search.storage import remove
+
+    if fresh and sweep_dir.exists():
+        finished = len(list(sweep_dir.glob("*/result.json")))
+        print(f"--fresh: discarding {sweep_dir} ({finished} trial folders, checkpoints, results)")
+        shutil.rmtree(sweep_dir)
+    if fresh:
+        remove(experiment)  # where --storage put the trials (gone already when that is sweep_dir)
+    state_file = sweep_dir / "sweep.json"
+    if not state_file.is_file():
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        wanted = json.loads(json.dumps(settings.as_dict()))
         state_file.write_text(json.dumps(wanted | {"provenance": provenance()}, indent=2))
-
-
-def drop_checkpoints(sweep_dir: Path) -> None:
-    """Every trial has finished: no resume will read their epoch checkpoints (model, best state, optimizer
-    moments; megabytes each), and their results live in trials.csv, history.csv and Ray's result files."""
-    for checkpoint in sweep_dir.glob("*/checkpoint_*"):
-        shutil.rmtree(checkpoint, ignore_errors=True)
 
 
 def write_trials(sweep_dir: Path, records) -> None:
@@ -190,12 +206,14 @@ def write_trials(sweep_dir: Path, records) -> None:
 def run_model(model_name: str, args, sweep_root: Path) -> dict:
     settings = settings_from_args(model_name, args, search_overrides(args))
     sweep_dir = sweep_root / model_name
-    check_sweep_state(sweep_dir, settings, args.fresh)
+    if not args.fresh:
+        check_sweep_state(sweep_dir, settings)
     summary_file = sweep_dir / "summary.json"
-    if summary_file.is_file():
+    if summary_file.is_file() and not args.fresh:
         print(f"[{model_name}] sweep finished earlier: nothing to train (use --fresh to run it again)")
         return json.loads(summary_file.read_text())
-    from search.sweep import choose_best, connect, node_cpus, run_search
+    from search.storage import check_storage, join, tidy
+    from search.sweep import choose_best, connect, node_cpus, node_memory, run_search
 
     start = time.time()
     data = prepare_for_sweep(settings, args.cache_dir)
@@ -206,19 +224,27 @@ def run_model(model_name: str, args, sweep_root: Path) -> dict:
         f"--cpus {cpus} is more than any Ray node has ({node_cpus()}); "
         "a trial would wait forever, so ask for fewer",
     )
+    budget = parse_bytes(settings.search.memory_budget)
+    require(
+        budget <= node_memory(),
+        f"the memory budget {settings.search.memory_budget} per trial is more than any Ray node offers "
+        f"({node_memory() / 2**30:.1f} GiB); lower --memory-budget or add a node with more memory",
+    )
+    experiment = join(check_storage(settings.search.storage, sweep_root), model_name)
+    begin_sweep(sweep_dir, settings, args.fresh, experiment)
     inputs, infos = sweep_inputs(settings, data, args.cache_dir)
     print(
-        f"[{model_name}] searching {settings.search.trials} trials, {cpus} CPU(s) and "
-        f"{settings.search.memory_budget} per trial, state in {sweep_dir}",
+        f"[{model_name}] searching {settings.search.trials} trials, {settings.search.concurrent} at a time, "
+        f"{cpus} CPU(s) and {settings.search.memory_budget} each, trials in {experiment}",
         flush=True,
     )
     records, searcher_study = run_search(
-        settings, inputs, infos, data.num_classes, sweep_dir, cpus, model_name
+        settings, inputs, infos, data.num_classes, experiment, cpus, model_name
     )
     search_wall = time.time() - start  # this run's; an interrupted earlier run's time is not counted
     write_trials(sweep_dir, records)
     study = write_study(sweep_root, model_name, records, settings.space)
-    drop_checkpoints(sweep_dir)
+    tidy(experiment, {r.path.rstrip("/").rsplit("/", 1)[-1] for r in records})
     counts = {s: sum(r.state == s for r in records) for s in STATES}
     best = choose_best(records)
     if best is None:
@@ -294,6 +320,10 @@ def main(argv=None):
     require(args.trials is None or args.trials >= 1, f"--trials must be at least 1, got {args.trials}")
     require(args.cpus is None or args.cpus >= 1, f"--cpus must be at least 1, got {args.cpus}")
     require(args.seeds is None or args.seeds >= 1, f"--seeds must be at least 1, got {args.seeds}")
+    require(
+        args.concurrent is None or args.concurrent >= 1,
+        f"--concurrent must be at least 1, got {args.concurrent}",
+    )
     require(
         not (args.config and args.model == "all"),
         "--config replaces one model's YAML; use it with a single "

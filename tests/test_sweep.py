@@ -521,3 +521,61 @@ def test_the_same_seed_gives_the_same_sweep(tmp_path):
             )
         )
     assert results[0] == results[1]
+
+
+def test_two_nodes_run_trials_in_parallel_with_shared_storage_and_resume(tmp_path):
+    """A real two-node Ray cluster on this machine (1 CPU each): --concurrent 2 puts trials on both nodes,
+    trial results go to --storage, and a kill -9 of the driver mid-sweep is resumed from that storage."""
+    from ray.cluster_utils import Cluster
+
+    from search.sweep import _enable_token_auth_if_available
+
+    # As `ray start` does, and as the driver does when it joins: token authentication where a token exists.
+    _enable_token_auth_if_available()
+    gib = 2**30
+    node = {"num_cpus": 1, "memory": 3 * gib, "object_store_memory": 200 * 2**20}
+    cluster = Cluster(initialize_head=True, head_node_args=node, connect=False)
+    cluster.add_node(**node)
+    cluster.wait_for_nodes()
+    try:
+        runs, storage = tmp_path / "runs", tmp_path / "shared"
+        base = tune_cmd(
+            runs, "--model", "lstm", "--trials", "4", "--epochs", "3", "--address", cluster.address
+        )
+        # Several nodes and no --storage: trial files would stay on each node's disk. Refused, one line.
+        code, out, err = run(base + ["--concurrent", "2"])
+        assert code == 2 and "--storage DIR that every node mounts" in err and "Traceback" not in err
+        code, out, err = run(base + ["--memory-budget", "5GB", "--storage", str(storage)])
+        assert code == 2 and "more than any Ray node offers (3.0 GiB)" in err
+        cmd = base + ["--concurrent", "2", "--storage", str(storage)]
+        trials = storage / "imdb" / "lstm"
+        kill_when(cmd, lambda: len(finished_results(trials)) >= 1, tmp_path / "run1.log")
+        before = finished_results(trials)
+        code, out, err = run(cmd)
+        assert code == 0, err[-3000:]
+        s = summary(runs)
+        assert s["trials"]["total"] == 4 and (storage / ".sweetspot-storage").is_file()
+        assert len(results(trials)) == 4 and not list(trials.glob("*/checkpoint_*"))
+        for name, rows in before.items():
+            assert results(trials)[name] == rows, f"finished trial {name} was run again"
+        assert trial_nodes(runs, "lstm") == {n.node_id for n in cluster.list_all_nodes()}
+        check_study(runs / "imdb", "lstm", 4)
+        assert "(1 running)" in out or "(0 running)" in out
+    finally:
+        cluster.shutdown()
+
+
+def test_concurrent_must_be_positive(tmp_path):
+    code, out, err = run(tune_cmd(tmp_path, "--model", "rnn", "--concurrent", "0"))
+    assert code == 2 and "--concurrent must be at least 1, got 0" in err and "Traceback" not in err
+
+
+def test_a_storage_that_cannot_be_opened_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    for storage, expected in (
+        (str(blocker / "sub"), "cannot write there"),
+        ("nosuch://x/y", "cannot open it"),
+    ):
+        code, out, err = run(tune_cmd(tmp_path, "--model", "rnn", "--trials", "1", "--storage", storage))
+        assert code == 2 and f"--storage {storage}" in err and expected in err and "Traceback" not in err
