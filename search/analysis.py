@@ -95,8 +95,16 @@ def knob_rows(study: optuna.Study, chosen: dict) -> list[dict]:
     """One row per searched knob: importance, sweet spot, chosen value; most important first."""
     weights = importance(study)
     spots = sweet_spot(study)
+    dists = distributions(study)
     rows = [
-        {"knob": key, "importance": weights.get(key), "sweet_spot": spots[key], "chosen": chosen.get(key)}
+        {
+            "knob": key,
+            "importance": weights.get(key),
+            # choice: the values the best trials took; otherwise: (lowest, highest) of theirs
+            "choice": isinstance(dists[key], optuna.distributions.CategoricalDistribution),
+            "sweet_spot": spots[key],
+            "chosen": chosen.get(key),
+        }
         for key in spots
     ]
     return sorted(rows, key=lambda r: -(r["importance"] or 0))

@@ -75,10 +75,10 @@ def knob_table(analysis: dict) -> list[list]:
     rows = []
     for k in analysis.get("knobs", []):
         spot = k["sweet_spot"]
-        if len(spot) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in spot):
-            spot_text = f"{_short(spot[0])} – {_short(spot[1])}" if spot[0] != spot[1] else _short(spot[0])
-        else:
+        if k["choice"]:
             spot_text = ", ".join(map(_short, spot))
+        else:
+            spot_text = f"{_short(spot[0])} – {_short(spot[1])}" if spot[0] != spot[1] else _short(spot[0])
         importance = k["importance"]
         rows.append(
             [k["knob"], "-" if importance is None else f"{importance:.2f}", spot_text, _short(k["chosen"])]
@@ -99,8 +99,8 @@ def analysis_lines(model: str, analysis: dict) -> tuple[str, list[str]]:
     gap = analysis["fit_gap"]
     if gap:
         notes.append(
-            f"{model}: train acc {gap['train_acc']:.3f} vs val acc {gap['val_acc']:.3f} at the best epoch "
-            f"({100 * gap['gap']:+.1f} points, mean over seeds; train acc with dropout on)"
+            f"{model}: at the best epoch, train acc {gap['train_acc']:.3f} vs val acc {gap['val_acc']:.3f} "
+            f"({100 * gap['gap']:+.1f} points; seed mean; train with dropout)"
         )
         notes += [f"{model}: flagged {flag}" for flag in gap["flags"]]
         notes += [
