@@ -9,6 +9,7 @@ The embedding table takes the vectors' dimension; where `model.embed_dim` differ
 takes the vectors to embed_dim, so embed_dim stays a knob that means the same with or without vectors.
 """
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +96,14 @@ def _text(path: Path, wanted: set[str]) -> tuple[list[str], np.ndarray]:
 
 
 def vectors_for_vocab(spec: str, vocab: list[str]) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """(vectors (V, dim), found (V,) bool, coverage report) for a vocabulary; rows not found are zeros."""
+    """(vectors (V, dim), found (V,) bool, coverage report) for a vocabulary; rows not found are zeros.
+    Read once per (source, vocabulary): a sweep asks again for every max_len it searches. Callers copy
+    the tensors into their own weights and never change them."""
+    return _vectors_for_vocab(spec, tuple(vocab))
+
+
+@lru_cache(maxsize=2)
+def _vectors_for_vocab(spec: str, vocab: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor, dict]:
     if spec == GLOVE_50D:
         words, matrix = _glove_50d()
     else:

@@ -104,13 +104,15 @@ class Bundle:
             # Training drops a text that processing empties; a prediction must answer, so it reads <unk>.
             rows.append((cleaned, processed or UNK, 0))
         split = encode(rows, self.meta["vocab"], pre["max_len"], pre["truncate"])
+        empty = encode([], self.meta["vocab"], pre["max_len"], pre["truncate"])
+        # The new texts stand where the test split stood: the registry makes a test split's inputs.
         data = PreparedData(
             self.meta["dataset"],
             self.label_names,
             self.meta["vocab"],
-            split,
-            split,
-            split,
+            train=empty,
+            val=empty,
+            test=split,
             max_len=pre["max_len"],
             truncate=pre["truncate"],
         )

@@ -2,8 +2,9 @@
 the model. `optuna.load_study(study_name="lstm", storage="sqlite:///runs/imdb/optuna.db")` and
 `optuna-dashboard sqlite:///runs/imdb/optuna.db` open it.
 
-Ray Tune's results are the source of truth (they survive a kill -9 and a resume); the study is written from
-them whenever a model's search ends, so it holds exactly the sweep's trials, each once and finished:
+Ray Tune's results are the source of truth (they survive a kill -9 and a resume). Each trial is added as it
+finishes, for a dashboard to follow the search; when the model's search ends the study is written afresh
+from those results, so it holds exactly the sweep's trials, each once and finished:
 completed trials COMPLETE with their best validation loss, ASHA-stopped ones PRUNED, errors FAIL, and every
 epoch's validation loss as an intermediate value.
 """
@@ -73,13 +74,27 @@ def _started(record) -> tuple:
 def write_study(sweep_root: Path, model: str, records: list, space: dict[str, Rule]) -> optuna.Study:
     """The model's study, written afresh from the records: a resumed sweep never leaves a duplicate or a
     trial that stays RUNNING."""
-    storage = storage_url(sweep_root)
-    if model in optuna.get_all_study_names(storage):
-        optuna.delete_study(study_name=model, storage=storage)
-    study = optuna.create_study(study_name=model, storage=storage, direction="minimize")
+    delete_study(sweep_root, model)
+    study = optuna.create_study(study_name=model, storage=storage_url(sweep_root), direction="minimize")
     study.set_user_attr("metric", "best validation loss (trial value); validation loss per epoch")
     study.add_trials([frozen_trial(r, space) for r in sorted(records, key=_started)])
     return study
+
+
+def add_trial(sweep_root: Path, model: str, record, space: dict[str, Rule]) -> None:
+    """One finished trial into the model's study, while the search runs (once per trial id)."""
+    study = optuna.create_study(
+        study_name=model, storage=storage_url(sweep_root), direction="minimize", load_if_exists=True
+    )
+    if all(t.user_attrs.get("trial_id") != record.trial_id for t in study.get_trials(deepcopy=False)):
+        study.add_trial(frozen_trial(record, space))
+
+
+def delete_study(sweep_root: Path, model: str) -> None:
+    if (Path(sweep_root) / STUDY_FILE).is_file() and model in optuna.get_all_study_names(
+        storage_url(sweep_root)
+    ):
+        optuna.delete_study(study_name=model, storage=storage_url(sweep_root))
 
 
 def load_study(sweep_root: Path, model: str) -> optuna.Study | None:

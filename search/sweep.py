@@ -170,11 +170,18 @@ class Progress(tune.Callback):
 
 
 def run_search(
-    settings: Settings, inputs: dict, infos: dict, num_classes: int, experiment: str, cpus: int, label: str
+    settings: Settings,
+    inputs: dict,
+    infos: dict,
+    num_classes: int,
+    experiment: str,
+    cpus: int,
+    label: str,
+    on_trial=None,
 ) -> tuple[list[TrialRecord], optuna.Study | None]:
     """Run (or resume) the search and return one record per trial. inputs, infos: {variant: ...} for train
     and val (search.inputs.sweep_inputs); the test split is not among them. experiment: where Ray keeps the
-    trials (search.storage: a directory or a URI)."""
+    trials (search.storage: a directory or a URI). on_trial: called with each trial's record as it ends."""
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")  # small state, saved often: a kill loses little
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0, the legacy reporter prints nothing
     budget = parse_bytes(settings.search.memory_budget)
@@ -200,7 +207,7 @@ def run_search(
         tuner = _new_tuner(settings, trainable, experiment)
     # Tuner.restore takes no RunConfig, and the progress line needs this run's clock: set it on the tuner.
     progress = Progress(label, settings.search.trials, settings.search.concurrent)
-    tuner._local_tuner._run_config.callbacks = [progress]
+    tuner._local_tuner._run_config.callbacks = [progress] + ([LiveStudy(on_trial)] if on_trial else [])
     results = tuner.fit()
     searcher = _searcher(tuner)
     return [_record(r) for r in results], (searcher.study if searcher else None)
@@ -254,24 +261,26 @@ def _searcher(tuner: tune.Tuner) -> PruneAwareOptunaSearch | None:
 
 
 def _record(result) -> TrialRecord:
-    metrics = result.metrics or {}
-    trial_id = metrics.get("trial_id") or Path(result.path).name
-    params = dict(result.config or {})
     frame = result.metrics_dataframe
     history = frame.to_dict("records") if frame is not None else []
-    seconds = float(metrics.get("time_total_s", 0.0))
+    reason = _reason(result) if result.error is not None else None
+    return make_record(result.metrics or {}, dict(result.config or {}), history, str(result.path), reason)
+
+
+def make_record(metrics: dict, params: dict, history: list, path: str, failed: str | None) -> TrialRecord:
+    """A trial's record from its last metrics and every epoch's; failed: the reason, when it failed."""
     base = dict(
-        trial_id=trial_id,
+        trial_id=metrics.get("trial_id") or Path(path).name,
         params=params,
         history=history,
-        seconds=seconds,
+        seconds=float(metrics.get("time_total_s", 0.0)),
         epochs=int(metrics.get("training_iteration", 0)),
         node=metrics.get("node", ""),
-        path=str(result.path),
+        path=path,
         peak_rss_mb=metrics.get("peak_rss_mb"),
     )
-    if result.error is not None:
-        return TrialRecord(state="failed", reason=_reason(result), **base)
+    if failed is not None:
+        return TrialRecord(state="failed", reason=failed, **base)
     epoch_s = [h["seconds"] for h in history if h.get("seconds") is not None]
     return TrialRecord(
         state="completed" if metrics.get("finished") else "stopped_early",
@@ -284,6 +293,32 @@ def _record(result) -> TrialRecord:
         mean_epoch_s=sum(epoch_s) / len(epoch_s) if epoch_s else None,
         **base,
     )
+
+
+class LiveStudy(tune.Callback):
+    """Each trial goes into the model's Optuna study as soon as it finishes, so that optuna-dashboard shows
+    the search while it runs. When the search ends the study is written afresh from Ray's results
+    (search/study.py), which also covers the epochs a resumed trial ran before a kill."""
+
+    def __init__(self, add):
+        self.add, self.epochs = add, {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.epochs.setdefault(trial.trial_id, []).append(result)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._add(trial, None)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._add(trial, "failed (the reason is recorded when the search ends)")
+
+    def _add(self, trial, failed: str | None) -> None:
+        history = self.epochs.pop(trial.trial_id, [])
+        metrics = trial.last_result or {}
+        try:
+            self.add(make_record(metrics, dict(trial.config), history, str(trial.path), failed))
+        except Exception as err:  # a dashboard's view must never stop the search
+            print(f"could not add trial {trial.trial_id} to the live study: {err}", flush=True)
 
 
 def _reason(result) -> str:

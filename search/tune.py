@@ -32,7 +32,7 @@ from search.provenance import provenance
 from search.report import json_summary, load_sweep, write_leaderboard
 from search.retrain import retrain
 from search.settings import SearchConfig, apply_params, parse_bytes
-from search.study import write_study
+from search.study import add_trial, delete_study, write_study
 
 STATES = ("completed", "stopped_early", "failed")
 
@@ -65,6 +65,11 @@ def parse_args(argv):
     g.add_argument("--name", help="sweep name (default: derived from the dataset)")
     g.add_argument("--runs-dir", default="runs", help="where sweeps live (default ./runs)")
     g.add_argument("--fresh", action="store_true", help="discard this sweep's saved state and start over")
+    g.add_argument(
+        "--no-plots",
+        action="store_true",
+        help="skip the PNGs and report.html at the end (python -m search.report makes them later)",
+    )
     g.add_argument("--address", help="join a running Ray cluster (HOST:PORT) instead of starting a local one")
     g.add_argument(
         "--concurrent",
@@ -143,8 +148,10 @@ def check_sweep_state(sweep_dir: Path, settings) -> None:
     if state_file.is_file():
         saved = json.loads(state_file.read_text())
         for section in ("data", "model", "train", "search"):
+            # a key the saved settings lack is newer than the sweep, which ran with its default
+            default = json.loads(json.dumps(dataclasses.asdict(type(settings.section(section))())))
             for key in sorted(set(wanted[section]) | set(saved[section])):
-                if wanted[section].get(key) != saved[section].get(key):
+                if wanted[section].get(key) != saved[section].get(key, default.get(key)):
                     raise UserError(
                         f"{sweep_dir} was started with {section}.{key}={saved[section].get(key)!r}, "
                         f"not {wanted[section].get(key)!r}; rerun with the same settings to resume, "
@@ -163,6 +170,7 @@ def begin_sweep(sweep_dir: Path, settings, fresh: bool, experiment: str) -> None
         shutil.rmtree(sweep_dir)
     if fresh:
         remove(experiment)  # where --storage put the trials (gone already when that is sweep_dir)
+        delete_study(sweep_dir.parent, sweep_dir.name)
     state_file = sweep_dir / "sweep.json"
     if not state_file.is_file():
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -239,7 +247,14 @@ def run_model(model_name: str, args, sweep_root: Path) -> dict:
         flush=True,
     )
     records, searcher_study = run_search(
-        settings, inputs, infos, data.num_classes, experiment, cpus, model_name
+        settings,
+        inputs,
+        infos,
+        data.num_classes,
+        experiment,
+        cpus,
+        model_name,
+        on_trial=lambda record: add_trial(sweep_root, model_name, record, settings.space),
     )
     search_wall = time.time() - start  # this run's; an interrupted earlier run's time is not counted
     write_trials(sweep_dir, records)
@@ -258,8 +273,9 @@ def run_model(model_name: str, args, sweep_root: Path) -> dict:
     )
     best_settings = apply_params(settings, best.params)
     all_inputs, info = model_inputs(best_settings, data, ("train", "val", "test"), args.cache_dir)
-    report = data.report | ({"embeddings": info["embeddings"]} if "embeddings" in info else {})
+    report = data.report
     if "embeddings" in info:
+        report = report | {"embeddings": info["embeddings"]}
         print(f"[{model_name}] " + format_report(report).splitlines()[-1], flush=True)
     seeds = [settings.train.seed + i for i in range(settings.search.seeds)]
     model_dir = sweep_dir / "model"
@@ -341,7 +357,7 @@ def main(argv=None):
     for model_name in models:
         run_model(model_name, args, sweep_root)
     ensure_baseline(sweep_root, data, identity)
-    print("\n" + write_leaderboard(sweep_root))
+    print("\n" + write_leaderboard(sweep_root, plots=not args.no_plots))
     print(f"\nwall time {time.time() - start:.0f}s; results in {sweep_root}")
     if args.json:
         summaries, baseline = load_sweep(sweep_root)
