@@ -16,14 +16,7 @@ from matplotlib.ticker import NullFormatter  # noqa: E402
 from optuna.distributions import CategoricalDistribution, FloatDistribution  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
-from search.analysis import (  # noqa: E402
-    EVALUATOR,
-    distributions,
-    scored_trials,
-    scored_view,
-    top_trials,
-    varied_knobs,
-)
+from search.analysis import distributions, scored_trials, scored_view, top_trials  # noqa: E402
 
 DPI = 100
 
@@ -47,18 +40,21 @@ def history(study: optuna.Study, path: Path) -> Path | None:
     return _save(ax.figure, path)
 
 
-def importance(study: optuna.Study, path: Path) -> Path | None:
-    varied = varied_knobs(study)
-    if len(scored_trials(study)) < 3 or not varied:
+def importance(model: str, knob_rows: list[dict], path: Path) -> Path | None:
+    """Bars of each knob's importance as the analysis computed it (fANOVA), most important on top."""
+    rows = [r for r in knob_rows if r["importance"] is not None]
+    if not rows:
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ax = optuna.visualization.matplotlib.plot_param_importances(
-            scored_view(study), evaluator=EVALUATOR, params=varied, target_name="best val loss"
-        )
-    ax.set_title(f"{study.study_name}: hyperparameter importance (fANOVA)")
-    ax.figure.set_size_inches(7, 0.5 + 0.35 * len(varied))
-    return _save(ax.figure, path)
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.32 * len(rows)))
+    names = [r["knob"] for r in reversed(rows)]
+    values = [r["importance"] for r in reversed(rows)]
+    ax.barh(names, values, color="tab:blue")
+    for y, value in enumerate(values):
+        ax.text(value, y, f" {value:.2f}", va="center", fontsize=8)
+    ax.set_xlabel("share of the variance of the best val loss (fANOVA)")
+    ax.set_title(f"{model}: hyperparameter importance", fontsize=10)
+    ax.set_xlim(0, max(values) * 1.15 or 1)
+    return _save(fig, path)
 
 
 def knobs(study: optuna.Study, chosen: dict, spots: dict, path: Path) -> Path | None:
@@ -189,7 +185,7 @@ def sweep_plots(
             spots = {r["knob"]: tuple(r["sweet_spot"]) for r in analyses[model].get("knobs", [])}
             made += [
                 history(study, out_dir / f"{model}-history.png"),
-                importance(study, out_dir / f"{model}-importance.png"),
+                importance(model, analyses[model].get("knobs", []), out_dir / f"{model}-importance.png"),
                 knobs(study, s["best_params"], spots, out_dir / f"{model}-knobs.png"),
             ]
         made.append(curves(model, s["retrain"], out_dir / f"{model}-curves.png"))

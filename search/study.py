@@ -91,10 +91,9 @@ def add_trial(sweep_root: Path, model: str, record, space: dict[str, Rule]) -> N
 
 
 def delete_study(sweep_root: Path, model: str) -> None:
-    if (Path(sweep_root) / STUDY_FILE).is_file() and model in optuna.get_all_study_names(
-        storage_url(sweep_root)
-    ):
-        optuna.delete_study(study_name=model, storage=storage_url(sweep_root))
+    storage = storage_url(sweep_root)
+    if (Path(sweep_root) / STUDY_FILE).is_file() and model in optuna.get_all_study_names(storage):
+        optuna.delete_study(study_name=model, storage=storage)
 
 
 def load_study(sweep_root: Path, model: str) -> optuna.Study | None:
