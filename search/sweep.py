@@ -1,7 +1,9 @@
-"""The search: Ray Tune runs trials one at a time, Optuna's TPE proposes them, ASHA stops the weak ones.
+"""The search: Ray Tune runs trials (one at a time by default, search.concurrent at once), Optuna's TPE
+proposes them, ASHA stops the weak ones.
 
-State lives in Ray's experiment directory, so running the same sweep again resumes it: finished trials are
-kept, the searcher keeps what it learned, and unfinished trials continue from their last epoch checkpoint.
+State lives in Ray's experiment directory (search/storage.py says where), so running the same sweep again
+resumes it: finished trials are kept, the searcher keeps what it learned, and unfinished trials continue
+from their last epoch checkpoint.
 """
 
 import json
