@@ -10,10 +10,10 @@ retrain of its best configuration:
 import math
 
 import optuna
-
-optuna.logging.set_verbosity(optuna.logging.WARNING)
 from optuna.importance import FanovaImportanceEvaluator
 from optuna.trial import TrialState, create_trial
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # in-memory views would each log their creation
 
 TOP_SHARE = 0.25
 EVALUATOR = FanovaImportanceEvaluator(seed=0)

@@ -21,6 +21,7 @@ from data_pipeline.prepare import UNK, PreparedData, encode
 from data_pipeline.text import process
 from models import build_model, entry
 from search.engine import TrainConfig, predict, set_threads
+from search.retrain import weights_file
 
 FORMAT = 1
 META = "meta.json"
@@ -68,7 +69,7 @@ def save_bundle(out: Path, settings, data: PreparedData, info: dict, retrain_res
         "seeds": [
             {
                 "seed": r["seed"],
-                "weights": f"weights-seed{r['seed']}.safetensors",
+                "weights": weights_file(r["seed"]),
                 "best_val_loss": r["best_val_loss"],
                 "test_accuracy": r["test"]["accuracy"],
             }

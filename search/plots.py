@@ -161,8 +161,8 @@ def tradeoff(summaries: list[dict], baseline: dict | None, path: Path) -> Path |
         )
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, column, label in ((axes[0], 2, "parameters"), (axes[1], 3, "inference (texts/s, from text)")):
-        for name, acc, params, rate in points:
-            x = (params, rate)[column - 2]
+        for point in points:
+            name, acc, x = point[0], point[1], point[column]
             ax.scatter([x], [acc], s=40)
             ax.annotate(name, (x, acc), textcoords="offset points", xytext=(5, 4), fontsize=8)
         ax.set_xscale("log")

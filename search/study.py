@@ -90,17 +90,17 @@ def add_trial(sweep_root: Path, model: str, record, space: dict[str, Rule]) -> N
         study.add_trial(frozen_trial(record, space))
 
 
+def has_study(sweep_root: Path, model: str) -> bool:
+    path = Path(sweep_root) / STUDY_FILE
+    return path.is_file() and model in optuna.get_all_study_names(storage_url(sweep_root))
+
+
 def delete_study(sweep_root: Path, model: str) -> None:
-    storage = storage_url(sweep_root)
-    if (Path(sweep_root) / STUDY_FILE).is_file() and model in optuna.get_all_study_names(storage):
-        optuna.delete_study(study_name=model, storage=storage)
+    if has_study(sweep_root, model):
+        optuna.delete_study(study_name=model, storage=storage_url(sweep_root))
 
 
 def load_study(sweep_root: Path, model: str) -> optuna.Study | None:
-    path = Path(sweep_root) / STUDY_FILE
-    if not path.is_file():
+    if not has_study(sweep_root, model):
         return None
-    storage = storage_url(sweep_root)
-    if model not in optuna.get_all_study_names(storage):
-        return None
-    return optuna.load_study(study_name=model, storage=storage)
+    return optuna.load_study(study_name=model, storage=storage_url(sweep_root))

@@ -122,14 +122,18 @@ def _check_reachable(address: str) -> None:
         ) from None
 
 
+def _most(resource: str, default: int) -> int:
+    """The most of a resource one node offers: a trial runs on a single node, so it can ask for no more."""
+    return int(max((n["Resources"].get(resource, 0) for n in ray.nodes() if n.get("Alive")), default=default))
+
+
 def node_cpus() -> int:
-    """The most CPUs one node offers: a trial runs on a single node, so it can ask for no more."""
-    return int(max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1))
+    return _most("CPU", 1)
 
 
 def node_memory() -> int:
-    """The most memory (Ray's `memory` resource, bytes) one node offers to tasks."""
-    return int(max((n["Resources"].get("memory", 0) for n in ray.nodes() if n.get("Alive")), default=0))
+    """Bytes of Ray's `memory` resource (what tasks may reserve)."""
+    return _most("memory", 0)
 
 
 class Progress(tune.Callback):

@@ -56,7 +56,7 @@ def detail_rows(summaries: list[dict], analyses: dict) -> list[list]:
     out = []
     for s in summaries:
         r, t, gap = s["retrain"], s["trials"], analyses[s["model"]]["fit_gap"]
-        flags = [f for f in ("overfitting", "collapse") if r[f]]
+        flags = [f for f in RULES if r[f]]
         out.append(
             [
                 s["model"],
