@@ -10,6 +10,7 @@ length, truncation) and is reused until a setting changes:
 
 import hashlib
 import json
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -117,13 +118,14 @@ def frozen_features(data: PreparedData, cfg, cache_dir: str | None = None, loade
     """{split: {pooling: (N, hidden)}, "info": {hidden_size, encoder_params}}, from the disk cache when it
     has them. loaded: (tokenizer, model) to reuse."""
     path = cache_path("features", data, cfg, cache_dir)
-    if path.is_file():
-        return torch.load(path, weights_only=True)
-    tokenizer, model = loaded or load_encoder(cfg.encoder)
-    feats = {name: encode_texts(model, tokenizer, getattr(data, name).clean_texts, cfg) for name in SPLITS}
-    feats["info"] = encoder_info(model)
-    atomic_save(feats, path)
-    return feats
+    if not path.is_file():
+        tokenizer, model = loaded or load_encoder(cfg.encoder)
+        feats = {
+            name: encode_texts(model, tokenizer, getattr(data, name).clean_texts, cfg) for name in SPLITS
+        }
+        feats["info"] = encoder_info(model)
+        atomic_save(feats, path)
+    return load_cached(path)
 
 
 def lower_depth(model, cfg) -> int:
@@ -138,16 +140,29 @@ def lower_states(data: PreparedData, cfg, cache_dir: str | None = None, loaded=N
     """{split: {"hidden", "attention_mask"}, "info": {..., "lower_states": True}}: the states below the top
     cfg.unfreeze_layers layers, from the disk cache when it has them."""
     path = cache_path("lower", data, cfg, cache_dir, cfg.unfreeze_layers)
-    if path.is_file():
-        return torch.load(path, weights_only=True)
-    tokenizer, model = loaded or load_encoder(cfg.encoder)
-    depth = lower_depth(model, cfg)
-    states = {
-        name: encode_lower(model, tokenizer, getattr(data, name).clean_texts, cfg, depth) for name in SPLITS
-    }
-    states["info"] = encoder_info(model) | {"lower_states": True}
-    atomic_save(states, path)
-    return states
+    if not path.is_file():
+        tokenizer, model = loaded or load_encoder(cfg.encoder)
+        depth = lower_depth(model, cfg)
+        states = {
+            name: encode_lower(model, tokenizer, getattr(data, name).clean_texts, cfg, depth)
+            for name in SPLITS
+        }
+        states["info"] = encoder_info(model) | {"lower_states": True}
+        atomic_save(states, path)
+    return load_cached(path)
+
+
+def load_cached(path: Path) -> dict:
+    """A cache file, read once per process while it is unchanged: a sweep asks for the same states once per
+    pooling it searches, and the copies would share nothing (lower states of 3,000 texts at 256 tokens are
+    1.2 GB). Callers build new dicts around the tensors and never change them."""
+    stat = path.stat()
+    return _load_cached(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=2)
+def _load_cached(path: str, size: int, mtime_ns: int) -> dict:
+    return torch.load(path, weights_only=True)
 
 
 def encoder_inputs(cfg, data: PreparedData, splits=("train", "val"), cache_dir: str | None = None):

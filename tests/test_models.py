@@ -117,13 +117,18 @@ def test_unfreezing_top_layers_makes_them_trainable(tiny_distilbert):
         build_model("distilbert", EncoderConfig(encoder=tiny_distilbert, unfreeze_layers=3), 2, {})
 
 
+# auto pooling reads the first row only ([CLS], or the pooler on it): the top layer computes that row alone
 @pytest.mark.parametrize("which", ["tiny_distilbert", "minilm_dir"])
-@pytest.mark.parametrize("unfreeze", [1, 2])
-def test_cached_lower_layers_give_the_full_encoders_logits(which, unfreeze, request, imdb_small, tmp_path):
+@pytest.mark.parametrize("unfreeze,pooling", [(1, "auto"), (2, "auto"), (1, "mean")])
+def test_cached_lower_layers_give_the_full_encoders_logits(
+    which, unfreeze, pooling, request, imdb_small, tmp_path
+):
     from models.encoder import load_encoder
     from models.features import encoder_inputs, tokenize
 
-    cfg = EncoderConfig(encoder=request.getfixturevalue(which), unfreeze_layers=unfreeze, max_length=64)
+    cfg = EncoderConfig(
+        encoder=request.getfixturevalue(which), unfreeze_layers=unfreeze, pooling=pooling, max_length=64
+    )
     inputs, info = encoder_inputs(cfg, imdb_small, ("val",), str(tmp_path))
     model = build_model("distilbert", cfg, 2, info)
     assert model.encoder is None and len(model.top) == unfreeze  # the lower layers are not in memory
