@@ -24,8 +24,11 @@ class EncoderConfig:
     max_length: int = 256  # tokens, [CLS] and [SEP] included
     # A longer text keeps its start (head), its end (tail), or half of each (head+tail).
     truncate: Literal["head", "tail", "head+tail"] = "head+tail"
-    # auto: the pooler output where the model has one, else [CLS]
-    pooling: Literal["auto", "cls", "mean"] = "auto"
+    # What the head reads. mean: the mean over tokens; cls: [CLS]; pooler: the model's pooler on [CLS] where
+    # it has one, else [CLS]. auto: mean for a frozen encoder (sentence encoders are trained for it: on
+    # IMDB-2k, 81-82% val against 72-75% for [CLS] or the pooler), the pooler once top layers train, because
+    # then the top layer computes one row instead of every token (6x faster an epoch; README).
+    pooling: Literal["auto", "cls", "pooler", "mean"] = "auto"
     head_dim: int = 128
     dropout: float = 0.3
     unfreeze_layers: int = 0
@@ -81,12 +84,20 @@ def transformer_layers(encoder: nn.Module) -> nn.ModuleList:
     return max(stacks, key=len)
 
 
+def resolve_pooling(cfg: EncoderConfig) -> str:
+    """cfg.pooling with auto resolved: mean, cls or pooler."""
+    if cfg.pooling != "auto":
+        return cfg.pooling
+    return "mean" if cfg.unfreeze_layers == 0 else "pooler"
+
+
 def pool(outputs, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """The head's input; pooling is resolved (mean, cls or pooler)."""
     if pooling == "mean":
         weights = attention_mask.unsqueeze(-1).to(outputs.last_hidden_state.dtype)
         return (outputs.last_hidden_state * weights).sum(1) / weights.sum(1).clamp(min=1)
     pooled = getattr(outputs, "pooler_output", None)
-    if pooling == "auto" and pooled is not None:
+    if pooling == "pooler" and pooled is not None:
         return pooled
     return outputs.last_hidden_state[:, 0]  # [CLS]; DistilBERT has no pooler
 
@@ -175,6 +186,10 @@ class EncoderClassifier(nn.Module):
     def frozen(self) -> bool:
         return self.cfg.unfreeze_layers == 0
 
+    @property
+    def pooling(self) -> str:
+        return resolve_pooling(self.cfg)
+
     def train(self, mode: bool = True):
         super().train(mode)
         if self.frozen and self.encoder is not None:
@@ -189,7 +204,7 @@ class EncoderClassifier(nn.Module):
 
     def encode(self, batch: dict) -> torch.Tensor:
         outputs = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        return pool(outputs, batch["attention_mask"], self.cfg.pooling)
+        return pool(outputs, batch["attention_mask"], self.pooling)
 
     def encode_top(self, batch: dict) -> torch.Tensor:
         """The top layers on cached lower states, masked as the encoder masks its own layers. Where pooling
@@ -204,14 +219,14 @@ class EncoderClassifier(nn.Module):
         for layer in below:
             x = layer(x, layer_mask)
             x = x[0] if isinstance(x, tuple) else x
-        first = first_row(last, x, mask) if self.cfg.pooling != "mean" else None
+        first = first_row(last, x, mask) if self.pooling != "mean" else None
         if first is not None:
             x, mask = first, mask[:, :1]
         else:
             x = last(x, layer_mask)
             x = x[0] if isinstance(x, tuple) else x
         pooled = self.pooler(x) if self.pooler is not None else None
-        return pool(SimpleNamespace(last_hidden_state=x, pooler_output=pooled), mask, self.cfg.pooling)
+        return pool(SimpleNamespace(last_hidden_state=x, pooler_output=pooled), mask, self.pooling)
 
     def forward(self, batch: dict) -> torch.Tensor:
         if "features" in batch:

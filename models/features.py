@@ -17,7 +17,7 @@ import torch
 
 from configs.errors import UserError
 from data_pipeline.prepare import SPLITS, PreparedData, atomic_save, cache_root, keep
-from models.encoder import EncoderClassifier, load_encoder, pool, transformer_layers
+from models.encoder import EncoderClassifier, load_encoder, pool, resolve_pooling, transformer_layers
 
 
 def token_ids(tokenizer, texts: list[str], max_length: int, truncate: str) -> list[list[int]]:
@@ -76,7 +76,7 @@ def encode_texts(model, tokenizer, texts: list[str], cfg) -> dict[str, torch.Ten
         outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         kinds = ["cls", "mean"] + (["pooler"] if getattr(outputs, "pooler_output", None) is not None else [])
         for kind in kinds:
-            pooled = pool(outputs, batch["attention_mask"], "auto" if kind == "pooler" else kind)
+            pooled = pool(outputs, batch["attention_mask"], kind)
             out.setdefault(kind, torch.zeros(len(texts), pooled.size(1)))[idx] = pooled.float()
     return out
 
@@ -107,9 +107,10 @@ def encoder_info(model) -> dict:
     }
 
 
-def pick(features: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
-    """The features for one pooling setting; "auto" is the pooler where the model has one, else [CLS]."""
-    if pooling == "auto":
+def pick(features: dict[str, torch.Tensor], cfg) -> torch.Tensor:
+    """The features for cfg's pooling; "pooler" is [CLS] where the model has no pooler."""
+    pooling = resolve_pooling(cfg)
+    if pooling == "pooler":
         return features.get("pooler", features["cls"])
     return features[pooling]
 
@@ -170,9 +171,7 @@ def encoder_inputs(cfg, data: PreparedData, splits=("train", "val"), cache_dir: 
     cached states below the unfrozen layers otherwise."""
     if cfg.unfreeze_layers == 0:
         feats = frozen_features(data, cfg, cache_dir)
-        out = {
-            s: {"features": pick(feats[s], cfg.pooling), "labels": getattr(data, s).labels} for s in splits
-        }
+        out = {s: {"features": pick(feats[s], cfg), "labels": getattr(data, s).labels} for s in splits}
         return out, feats["info"]
     states = lower_states(data, cfg, cache_dir)
     return {s: states[s] | {"labels": getattr(data, s).labels} for s in splits}, states["info"]
@@ -184,7 +183,7 @@ def encoder_text_inputs(cfg, data: PreparedData) -> dict:
     tokenizer, model = load_encoder(cfg.encoder)
     texts = data.test.clean_texts
     if cfg.unfreeze_layers == 0:
-        return {"features": pick(encode_texts(model, tokenizer, texts, cfg), cfg.pooling)}
+        return {"features": pick(encode_texts(model, tokenizer, texts, cfg), cfg)}
     return encode_lower(model, tokenizer, texts, cfg, lower_depth(model, cfg))
 
 

@@ -243,7 +243,8 @@ def unfrozen_top_layer(plan: Plan, data, encoder: str) -> list[list]:
     rows = [["states below the top layer, train+val+test, once", f"{once:.1f}"]]
     train = states["train"] | {"labels": data.train.labels}
     val = states["val"] | {"labels": data.val.labels}
-    # [CLS] pooling (auto: the pooler on [CLS]) needs the top layer's first row only; mean needs every row
+    # [CLS] pooling (auto, with a layer unfrozen: the pooler on [CLS]) needs the top layer's first row only;
+    # mean needs every row
     for pooling, bf16 in (("auto", False), ("auto", True), ("mean", False), ("mean", True)):
         seed_everything(0)
         model = build_model("distilbert", dataclasses.replace(cfg, pooling=pooling), 2, states["info"])

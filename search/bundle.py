@@ -23,7 +23,7 @@ from models import build_model, entry
 from search.engine import TrainConfig, predict, set_threads
 from search.retrain import weights_file
 
-FORMAT = 1
+FORMAT = 2  # 2: encoder pooling auto means mean when frozen (it was the pooler)
 META = "meta.json"
 
 

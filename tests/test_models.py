@@ -117,9 +117,9 @@ def test_unfreezing_top_layers_makes_them_trainable(tiny_distilbert):
         build_model("distilbert", EncoderConfig(encoder=tiny_distilbert, unfreeze_layers=3), 2, {})
 
 
-# auto pooling reads the first row only ([CLS], or the pooler on it): the top layer computes that row alone
+# auto (once layers train: the pooler) and cls read the first row only: the top layer computes that row alone
 @pytest.mark.parametrize("which", ["tiny_distilbert", "minilm_dir"])
-@pytest.mark.parametrize("unfreeze,pooling", [(1, "auto"), (2, "auto"), (1, "mean")])
+@pytest.mark.parametrize("unfreeze,pooling", [(1, "auto"), (2, "auto"), (1, "cls"), (1, "mean")])
 def test_cached_lower_layers_give_the_full_encoders_logits(
     which, unfreeze, pooling, request, imdb_small, tmp_path
 ):
@@ -183,20 +183,28 @@ def test_minilm_features_pool_and_separate_sentiment(minilm_dir):
     assert torch.allclose(alone[0], mean[2], atol=1e-4)
 
 
-def test_sweep_inputs_give_each_pooling_its_own_features(tiny_distilbert, imdb_small):
+def test_sweep_inputs_give_each_pooling_its_own_features(tiny_distilbert, imdb_small, tmp_path):
     from search.inputs import sweep_inputs
     from search.settings import load_settings
+    from search.space import Rule
 
     settings = load_settings("distilbert", {"model.encoder": tiny_distilbert})
-    inputs, infos = sweep_inputs(settings, imdb_small)
+    assert settings.space["model.unfreeze_layers"].values == (0, 1)
+    settings.space["model.pooling"] = Rule("choice", ("auto", "cls", "mean"))
+    inputs, infos = sweep_inputs(settings, imdb_small, str(tmp_path))
     # (data.max_len, model.encoder, model.max_length, model.truncate, model.pooling, model.unfreeze_layers)
-    auto, cls, mean = ((64, tiny_distilbert, 256, "head+tail", p, 0) for p in ("auto", "cls", "mean"))
-    assert set(inputs) == {auto, cls, mean}
-    # DistilBERT has no pooler: "auto" falls back to [CLS]
-    assert torch.equal(inputs[auto]["train"]["features"], inputs[cls]["train"]["features"])
-    assert not torch.equal(inputs[mean]["train"]["features"], inputs[cls]["train"]["features"])
-    assert "test" not in inputs[mean]
-    assert infos[mean]["hidden_size"] == 32
+    key = {
+        (p, u): (64, tiny_distilbert, 256, "head+tail", p, u) for p in ("auto", "cls", "mean") for u in (0, 1)
+    }
+    assert set(inputs) == set(key.values())
+    frozen = {p: inputs[key[p, 0]]["train"]["features"] for p in ("auto", "cls", "mean")}
+    assert torch.equal(frozen["auto"], frozen["mean"])  # auto is mean for a frozen encoder
+    assert not torch.equal(frozen["cls"], frozen["mean"])
+    # One layer unfrozen: every pooling reads the same cached states, read from disk once
+    states = [inputs[key[p, 1]]["train"]["hidden"] for p in ("auto", "cls", "mean")]
+    assert states[0] is states[1] is states[2] and len(states[0]) == len(imdb_small.train)
+    assert "test" not in inputs[key["mean", 0]]
+    assert infos[key["mean", 0]]["hidden_size"] == 32 and infos[key["mean", 1]]["lower_states"]
 
 
 def test_encoder_layer_matches_torch_reference():
