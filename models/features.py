@@ -66,38 +66,44 @@ def length_sorted_batches(ids: list[list[int]], batch_size: int):
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
-@torch.no_grad()
 def encode_texts(model, tokenizer, texts: list[str], cfg) -> dict[str, torch.Tensor]:
     """{pooling: (N, hidden)} for "cls", "mean" and, where the model has one, "pooler"."""
-    ids = token_ids(tokenizer, texts, cfg.max_length, cfg.truncate)
-    out: dict[str, torch.Tensor] = {}
-    for idx in length_sorted_batches(ids, cfg.encode_batch_size):
-        batch = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
-        outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        kinds = ["cls", "mean"] + (["pooler"] if getattr(outputs, "pooler_output", None) is not None else [])
-        for kind in kinds:
-            pooled = pool(outputs, batch["attention_mask"], kind)
-            out.setdefault(kind, torch.zeros(len(texts), pooled.size(1)))[idx] = pooled.float()
-    return out
+    return run_encoder(model, tokenizer, texts, cfg)[0]
 
 
-@torch.no_grad()
 def encode_lower(model, tokenizer, texts: list[str], cfg, depth: int) -> dict[str, torch.Tensor]:
     """{"hidden": (N, T, hidden) states after the first `depth` layers, "attention_mask": (N, T)}, with T the
     longest text's length (at most max_length)."""
+    return run_encoder(model, tokenizer, texts, cfg, depth)[1]
+
+
+@torch.no_grad()
+def run_encoder(model, tokenizer, texts: list[str], cfg, depth: int | None = None) -> tuple[dict, dict]:
+    """One pass, in length-sorted batches: (the pooled outputs as encode_texts gives them, the states after
+    `depth` layers as encode_lower gives them, or {} without a depth)."""
     ids = token_ids(tokenizer, texts, cfg.max_length, cfg.truncate)
-    width = max(len(row) for row in ids)
-    hidden = torch.zeros(len(texts), width, model.config.hidden_size)
-    mask = torch.zeros(len(texts), width, dtype=torch.int64)
+    pooled_out: dict[str, torch.Tensor] = {}
+    lower = {}
+    if depth is not None:
+        width = max(len(row) for row in ids)
+        lower["hidden"] = torch.zeros(len(texts), width, model.config.hidden_size)
+        lower["attention_mask"] = torch.zeros(len(texts), width, dtype=torch.int64)
     for idx in length_sorted_batches(ids, cfg.encode_batch_size):
         batch = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
         outputs = model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            output_hidden_states=depth is not None,
         )
-        states = outputs.hidden_states[depth]  # [0] is the embeddings' output, [i] after layer i
-        hidden[idx, : states.size(1)] = states.float()
-        mask[idx, : states.size(1)] = batch["attention_mask"]
-    return {"hidden": hidden, "attention_mask": mask}
+        kinds = ["cls", "mean"] + (["pooler"] if getattr(outputs, "pooler_output", None) is not None else [])
+        for kind in kinds:
+            pooled = pool(outputs, batch["attention_mask"], kind)
+            pooled_out.setdefault(kind, torch.zeros(len(texts), pooled.size(1)))[idx] = pooled.float()
+        if depth is not None:
+            states = outputs.hidden_states[depth]  # [0] is the embeddings' output, [i] after layer i
+            lower["hidden"][idx, : states.size(1)] = states.float()
+            lower["attention_mask"][idx, : states.size(1)] = batch["attention_mask"]
+    return pooled_out, lower
 
 
 def encoder_info(model) -> dict:
@@ -144,12 +150,18 @@ def lower_states(data: PreparedData, cfg, cache_dir: str | None = None, loaded=N
     if not path.is_file():
         tokenizer, model = loaded or load_encoder(cfg.encoder)
         depth = lower_depth(model, cfg)
-        states = {
-            name: encode_lower(model, tokenizer, getattr(data, name).clean_texts, cfg, depth)
+        runs = {
+            name: run_encoder(model, tokenizer, getattr(data, name).clean_texts, cfg, depth)
             for name in SPLITS
         }
+        states = {name: lower for name, (_, lower) in runs.items()}
         states["info"] = encoder_info(model) | {"lower_states": True}
         atomic_save(states, path)
+        features = cache_path("features", data, cfg, cache_dir)
+        if not features.is_file():  # the same pass gave the frozen encoder's features: keep them too
+            atomic_save(
+                {name: pooled for name, (pooled, _) in runs.items()} | {"info": encoder_info(model)}, features
+            )
     return load_cached(path)
 
 

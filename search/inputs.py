@@ -38,8 +38,11 @@ def sweep_inputs(settings, data: PreparedData, cache_dir: str | None = None) -> 
     space can choose, so each trial reads inputs that match its own configuration. No test split."""
     keys = [k for k in settings.input_keys() if k in settings.space]
     inputs, infos = {}, {}
-    for values in itertools.product(*(settings.space[k].values for k in keys)):
-        cfg = apply_params(settings, dict(zip(keys, values)))
+    values = itertools.product(*(settings.space[k].values for k in keys))
+    configs = [apply_params(settings, dict(zip(keys, v))) for v in values]
+    # An encoder's pass for the states below unfrozen layers caches its frozen features too: make those first
+    configs.sort(key=lambda cfg: -getattr(cfg.model, "unfreeze_layers", 0))
+    for cfg in configs:
         key = variant(cfg)
         if key not in inputs:
             inputs[key], infos[key] = model_inputs(cfg, data, ("train", "val"), cache_dir)

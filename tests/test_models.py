@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -144,6 +146,21 @@ def test_cached_lower_layers_give_the_full_encoders_logits(
         cached = model({k: v[:40] for k, v in inputs["val"].items() if k != "labels"})
         whole = full(tokens)
     assert torch.allclose(cached, whole, atol=1e-5), (cached - whole).abs().max()
+
+
+def test_the_lower_states_pass_caches_the_frozen_features_too(tiny_distilbert, imdb_small, tmp_path):
+    from models.features import cache_path, frozen_features, lower_states
+
+    unfrozen = EncoderConfig(encoder=tiny_distilbert, unfreeze_layers=1, max_length=64)
+    frozen = dataclasses.replace(unfrozen, unfreeze_layers=0)
+    lower_states(imdb_small, unfrozen, str(tmp_path / "a"))
+    assert cache_path("features", imdb_small, frozen, str(tmp_path / "a")).is_file()
+    shared = frozen_features(imdb_small, frozen, str(tmp_path / "a"))
+    alone = frozen_features(imdb_small, frozen, str(tmp_path / "b"))
+    for split in ("train", "val", "test"):
+        assert set(shared[split]) == set(alone[split]) == {"cls", "mean"}
+        for kind in ("cls", "mean"):
+            assert torch.equal(shared[split][kind], alone[split][kind]), (split, kind)
 
 
 def test_head_and_tail_truncation_of_encoder_tokens(minilm_dir):
