@@ -162,6 +162,7 @@ def lower_states(data: PreparedData, cfg, cache_dir: str | None = None, loaded=N
             atomic_save(
                 {name: pooled for name, (pooled, _) in runs.items()} | {"info": encoder_info(model)}, features
             )
+        del runs, states  # free them before the file is read back (1.2 GB for IMDB-2k at 256 tokens)
     return load_cached(path)
 
 
