@@ -109,29 +109,38 @@ def first_row(layer: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Te
     attention = getattr(layer, "attention", None)
     inner = getattr(attention, "self", None)
     if hasattr(inner, "query") and hasattr(layer, "intermediate") and not getattr(layer, "is_decoder", False):
-        heads, drop = inner.num_attention_heads, inner.dropout.p
-        context = attend(inner.query, inner.key, inner.value, heads, x, mask, drop if layer.training else 0.0)
+        context = attend(
+            inner.query, inner.key, inner.value, inner.num_attention_heads, inner.dropout, x, mask
+        )
         a = attention.output(context, x[:, :1])
         return layer.output(layer.intermediate(a), a)
     if hasattr(attention, "q_lin") and hasattr(layer, "ffn"):
-        heads, drop = attention.n_heads, attention.dropout.p
         context = attend(
-            attention.q_lin, attention.k_lin, attention.v_lin, heads, x, mask, drop if layer.training else 0.0
+            attention.q_lin, attention.k_lin, attention.v_lin, attention.n_heads, attention.dropout, x, mask
         )
         a = layer.sa_layer_norm(attention.out_lin(context) + x[:, :1])
         return layer.output_layer_norm(layer.ffn(a) + a)
     return None
 
 
-def attend(query: nn.Linear, key: nn.Linear, value: nn.Linear, heads: int, x, mask, dropout: float):
-    """Multi-head attention of the first row over every unmasked row: (B, 1, H)."""
+def attend(query: nn.Linear, key: nn.Linear, value: nn.Linear, heads: int, dropout: nn.Dropout, x, mask):
+    """Multi-head attention of the first row over every unmasked row: (B, 1, H); the attention weights
+    dropped out as the layer's own attention drops them (only in training)."""
     b, t, h = x.shape
     q = query(x[:, :1]).view(b, 1, heads, h // heads).transpose(1, 2)
     k = key(x).view(b, t, heads, h // heads).transpose(1, 2)
     v = value(x).view(b, t, heads, h // heads).transpose(1, 2)
     keep = mask[:, None, None, :].bool()
-    out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=dropout)
+    out = nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=keep, dropout_p=dropout.p if dropout.training else 0.0
+    )
     return out.transpose(1, 2).reshape(b, 1, h)
+
+
+def layer_output(layer: nn.Module, x: torch.Tensor, layer_mask) -> torch.Tensor:
+    """A whole layer's hidden states (some Hugging Face layers return a tuple that starts with them)."""
+    out = layer(x, layer_mask)
+    return out[0] if isinstance(out, tuple) else out
 
 
 class EncoderClassifier(nn.Module):
@@ -217,14 +226,12 @@ class EncoderClassifier(nn.Module):
         )
         *below, last = self.top
         for layer in below:
-            x = layer(x, layer_mask)
-            x = x[0] if isinstance(x, tuple) else x
+            x = layer_output(layer, x, layer_mask)
         first = first_row(last, x, mask) if self.pooling != "mean" else None
         if first is not None:
             x, mask = first, mask[:, :1]
         else:
-            x = last(x, layer_mask)
-            x = x[0] if isinstance(x, tuple) else x
+            x = layer_output(last, x, layer_mask)
         pooled = self.pooler(x) if self.pooler is not None else None
         return pool(SimpleNamespace(last_hidden_state=x, pooler_output=pooled), mask, self.pooling)
 

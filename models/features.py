@@ -179,6 +179,11 @@ def _load_cached(path: str, size: int, mtime_ns: int) -> dict:
     return torch.load(path, weights_only=True)
 
 
+def forget_loaded() -> None:
+    """Drop this process's copies of cache files, so that the next read comes from disk (for timing it)."""
+    _load_cached.cache_clear()
+
+
 def encoder_inputs(cfg, data: PreparedData, splits=("train", "val"), cache_dir: str | None = None):
     """The registry's inputs, and info for the builder: cached pooled features when the encoder is frozen,
     cached states below the unfrozen layers otherwise."""

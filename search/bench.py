@@ -189,7 +189,7 @@ def peak_rss(plan: Plan, encoder: str | None) -> list[list]:
 
 def frozen_encoder(plan: Plan, data, encoder: str) -> list[list]:
     from models.encoder import EncoderConfig, load_encoder
-    from models.features import _load_cached, encode_texts, frozen_features
+    from models.features import encode_texts, forget_loaded, frozen_features
 
     cfg = EncoderConfig(encoder=encoder, max_length=128)
     loaded = load_encoder(encoder)
@@ -197,7 +197,7 @@ def frozen_encoder(plan: Plan, data, encoder: str) -> list[list]:
         start = time.perf_counter()
         frozen_features(data, cfg, cache, loaded=loaded)
         encode_once = time.perf_counter() - start
-        _load_cached.cache_clear()  # time a read from disk, not from this process's memory
+        forget_loaded()  # time a read from disk, not from this process's memory
         start = time.perf_counter()
         inputs, info = entry("distilbert").inputs(cfg, data, ("train", "val"), cache)
         load_cached = time.perf_counter() - start
