@@ -148,7 +148,10 @@ def load_bundle(path: Path) -> Bundle:
         raise UserError(f"{path} holds no trained model ({META} is missing); its sweep has not finished")
     meta = json.loads(meta_file.read_text())
     if meta.get("format") != FORMAT:
-        raise UserError(f"{path} was written by another version of sweetspot (format {meta.get('format')})")
+        raise UserError(
+            f"{path} was written by another version of sweetspot (format {meta.get('format')}, this one "
+            f"reads {FORMAT}); run its sweep again with python -m search.tune ... --fresh to retrain it"
+        )
     model_entry = entry(meta["model"])
     raw = meta["settings"]
     settings = Settings(

@@ -13,6 +13,16 @@ def unfinished(tmp_path):
     return tmp_path / "runs" / "imdb"
 
 
+def old_bundle(tmp_path):
+    """A finished lstm sweep whose model was saved by an earlier format (1: encoder pooling auto was the
+    pooler)."""
+    model_dir = tmp_path / "runs" / "old" / "lstm" / "model"
+    model_dir.mkdir(parents=True)
+    (model_dir.parent / "summary.json").write_text("{}")
+    (model_dir / "meta.json").write_text('{"format": 1, "model": "lstm"}')
+    return model_dir.parent.parent
+
+
 def texts_file(tmp_path, name: str, content: str):
     path = tmp_path / name
     path.write_text(content)
@@ -26,6 +36,11 @@ CASES = [
         "unfinished model",
         lambda t: ["--run", str(unfinished(t)), "--model", "lstm", "--text", "x"],
         "the lstm sweep in",
+    ),
+    (
+        "model from an older format",
+        lambda t: ["--run", str(old_bundle(t)), "--model", "lstm", "--text", "x"],
+        "(format 1, this one reads 2); run its sweep again",
     ),
     (
         "missing column",
