@@ -535,12 +535,16 @@ def test_the_same_seed_gives_the_same_sweep(tmp_path):
 
 
 def live_trials(sweep: Path, model: str) -> list:
+    """The trials the live study holds so far; none while the driver is still creating it."""
+    import sqlalchemy.exc
 
     if not (sweep / "optuna.db").is_file():
         return []
     try:
         return load_study(sweep, model).trials
     except KeyError:  # no study of that name yet
+        return []
+    except sqlalchemy.exc.IntegrityError:  # the driver was writing the new file's schema at the same moment
         return []
 
 
