@@ -11,6 +11,16 @@ class UserError(Exception):
     """Bad input, a missing file, a value out of range: said in one line, exit code 2."""
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM stopped a command: not an error of the user's, and not a bug. A BaseException, like
+    KeyboardInterrupt, so that no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum: int, message: str = ""):
+        super().__init__(message)
+        self.signum = signum
+        self.message = message
+
+
 def require(condition: bool, message: str) -> None:
     if not condition:
         raise UserError(message)
@@ -26,6 +36,10 @@ def cli_entry(main):
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
+        except Interrupted as stop:
+            name = {2: "SIGINT", 15: "SIGTERM"}.get(stop.signum, f"signal {stop.signum}")
+            print(f"interrupted by {name}" + (f": {stop.message}" if stop.message else ""), file=sys.stderr)
+            sys.exit(128 + stop.signum)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(130)

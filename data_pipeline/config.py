@@ -7,7 +7,6 @@ from configs.errors import UserError
 from configs.typed import check_range
 
 BUILTIN_DATASETS = ("imdb", "rotten_tomatoes", "20newsgroups")
-TRUNCATE = ("head", "tail", "head+tail")
 
 
 @dataclass

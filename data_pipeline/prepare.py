@@ -273,12 +273,6 @@ def format_report(report: dict) -> str:
         f"train mean {report['train_mean_tokens']} tokens, {report['train_truncated_share']:.1%} truncated, "
         f"val majority class {report['val_majority_share']:.1%}"
     )
-    if "embeddings" in report:  # added by the caller when the model reads pretrained vectors
-        e = report["embeddings"]
-        text += (
-            f"\nword vectors {e['source']} ({e['dim']}-d): {e['words_with_vector']:,} of {e['vocab']:,} "
-            f"vocabulary words ({e['coverage']:.1%})"
-        )
     return text
 
 

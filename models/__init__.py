@@ -2,18 +2,24 @@
 differs between models: its config class (knobs and defaults), how it is built, what it reads, which knobs
 change what it reads, and how it is timed from raw text.
 
-A new architecture is one module here, one `register(...)` line below and one configs/<name>.yaml.
+A new architecture is one module here, one `register(...)` line below and one configs/<name>.yaml. Nothing
+outside models/ names a model's inputs or decides by its knobs: the engine batches by the entry's `batching`,
+the
+sweep builds input variants in the entry's `build_order`, and what the inputs add to the data report travels
+in
+their info under REPORT.
 """
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from torch import nn
 
 from configs.errors import UserError
+from models.batching import UNBATCHED, Batching
 from models.encoder import EncoderClassifier, EncoderConfig
-from models.features import encoder_inputs, encoder_text_inputs, encoder_text_model
-from models.inputs import vocab_inputs, vocab_text_inputs
+from models.features import ENCODER_BATCHING, encoder_inputs, encoder_text_inputs, encoder_text_model
+from models.inputs import REPORT, VOCAB_BATCHING, vocab_inputs, vocab_text_inputs
 from models.recurrent import RecurrentClassifier, RecurrentConfig, RNNConfig
 from models.transformer import TransformerClassifier, TransformerConfig
 
@@ -31,6 +37,9 @@ class Entry:
     # (cfg, data) -> the test split's input tensors, computed afresh (no disk cache, no training-only extras
     # such as pretrained vectors), for prediction on new text; None: `inputs` for the test split
     text_inputs: Optional[Callable[..., dict]] = None
+    batching: Batching = UNBATCHED  # how the training loop batches the inputs (their lengths, padded keys)
+    # cfg -> a sort key: the order in which a sweep builds its input variants (None: as the space lists them)
+    build_order: Optional[Callable[..., Any]] = None
 
 
 MODELS: dict[str, Entry] = {}
@@ -56,7 +65,15 @@ ENCODER_KEYS = (
 
 
 def vocab_entry(config, build) -> Entry:
-    return Entry(config, build, vocab_inputs, VOCAB_KEYS, text_inputs=vocab_text_inputs)
+    return Entry(
+        config, build, vocab_inputs, VOCAB_KEYS, text_inputs=vocab_text_inputs, batching=VOCAB_BATCHING
+    )
+
+
+def unfrozen_first(cfg) -> int:
+    """An encoder's pass for the states below unfrozen layers caches its frozen features too: build it
+    first."""
+    return -cfg.unfreeze_layers
 
 
 register("rnn", vocab_entry(RNNConfig, vocab_model(RecurrentClassifier, "rnn")))
@@ -71,6 +88,8 @@ register(
         ENCODER_KEYS,
         encoder_text_model,
         encoder_text_inputs,
+        batching=ENCODER_BATCHING,
+        build_order=unfrozen_first,
     ),
 )
 
@@ -84,6 +103,22 @@ def entry(name: str) -> Entry:
 def build_model(name: str, cfg, num_classes: int, info: dict) -> nn.Module:
     """info: what the model's inputs say about themselves (vocabulary size, cached-feature sizes)."""
     return entry(name).build(cfg, num_classes, info)
+
+
+def input_report(info: dict) -> dict:
+    """What a model's inputs add to the data report ({"embeddings": {..., "summary": "..."}} for word
+    vectors)."""
+    return dict(info.get(REPORT, {}))
+
+
+def input_lines(info: dict) -> list[str]:
+    """The data report's extra lines for those inputs."""
+    return [part["summary"] for part in input_report(info).values() if "summary" in part]
+
+
+def builder_info(info: dict) -> dict:
+    """The info a builder needs: without the report, which only describes the inputs."""
+    return {k: v for k, v in info.items() if k != REPORT}
 
 
 def count_params(model: nn.Module) -> tuple[int, int]:

@@ -121,12 +121,16 @@ def _vectors_for_vocab(spec: str, vocab: tuple[str, ...]) -> tuple[torch.Tensor,
         if word in row_of:
             vectors[i] = torch.from_numpy(np.array(matrix[row_of[word]], dtype=np.float32))
             found[i] = True
+    words, dim = len(vocab) - 2, int(matrix.shape[1])
+    coverage = round(float(found.sum()) / max(1, words), 4)
     report = {
         "source": spec,
-        "dim": int(matrix.shape[1]),
+        "dim": dim,
         "words_with_vector": int(found.sum()),
-        "vocab": len(vocab) - 2,
-        "coverage": round(float(found.sum()) / max(1, len(vocab) - 2), 4),
+        "vocab": words,
+        "coverage": coverage,
+        "summary": f"word vectors {spec} ({dim}-d): {int(found.sum()):,} of {words:,} vocabulary words "
+        f"({coverage:.1%})",
     }
     if not found.any():
         raise UserError(f"model.embeddings: no word of the vocabulary has a vector in {spec}; check the file")

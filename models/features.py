@@ -17,7 +17,15 @@ import torch
 
 from configs.errors import UserError
 from data_pipeline.prepare import SPLITS, PreparedData, atomic_save, cache_root, keep
+from models.batching import Batching
 from models.encoder import EncoderClassifier, load_encoder, pool, resolve_pooling, transformer_layers
+
+# Cached pooled features have no length; token ids and cached lower states are cut to each batch's longest
+# text.
+ENCODER_BATCHING = Batching(
+    lengths=lambda data: data["attention_mask"].sum(1) if "attention_mask" in data else None,
+    padded=("input_ids", "attention_mask", "hidden"),
+)
 
 
 def token_ids(tokenizer, texts: list[str], max_length: int, truncate: str) -> list[list[int]]:

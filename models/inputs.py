@@ -2,12 +2,16 @@
 and the pretrained word vectors for that vocabulary when the config asks for them."""
 
 from data_pipeline.prepare import PreparedData
+from models.batching import Batching
 from models.embeddings import NONE, vectors_for_vocab
+
+REPORT = "report"  # info's key for what the inputs add to the data report; builders never read it
+VOCAB_BATCHING = Batching(lengths=lambda data: data["lengths"], padded=("ids",))
 
 
 def vocab_inputs(cfg, data: PreparedData, splits=("train", "val"), cache_dir: str | None = None):
     """({split: {"ids", "lengths", "labels"}}, info). info: vocab_size, and with model.embeddings set, the
-    vectors, which rows have one, and the coverage report. cache_dir is not needed here."""
+    vectors, which rows have one, and their coverage under REPORT. cache_dir is not needed here."""
     out = {
         s: {
             "ids": getattr(data, s).ids,
@@ -19,7 +23,8 @@ def vocab_inputs(cfg, data: PreparedData, splits=("train", "val"), cache_dir: st
     info = {"vocab_size": len(data.vocab)}
     spec = getattr(cfg, "embeddings", NONE)
     if spec != NONE:
-        info["vectors"], info["found"], info["embeddings"] = vectors_for_vocab(spec, data.vocab)
+        info["vectors"], info["found"], coverage = vectors_for_vocab(spec, data.vocab)
+        info[REPORT] = {"embeddings": coverage}
     return out, info
 
 

@@ -18,8 +18,9 @@ import pandas as pd
 
 from configs.errors import UserError, cli_entry, require
 from data_pipeline.sources import read_table
-from search.bundle import load_bundle
-from search.report import load_sweep
+from models import MODELS
+from search.store.layout import ModelDir, RunDir
+from search.sweep.bundle import load_bundle
 
 
 def parse_args(argv):
@@ -42,15 +43,15 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def best_model(run: Path) -> str:
+def best_model(run: RunDir) -> str:
     """The model with the highest mean test accuracy: the leaderboard's top row."""
-    summaries, _ = load_sweep(run)
+    summaries = run.summaries(list(MODELS))
     require(
         summaries,
-        f"{run} has no finished model yet (no <model>/summary.json); finish it with "
+        f"{run.root} has no finished model yet (no <model>/{ModelDir.SUMMARY}); finish it with "
         "python -m search.tune, or pass --run of a finished sweep",
     )
-    return max(summaries, key=lambda s: s["retrain"]["mean"]["accuracy"])["model"]
+    return max(summaries, key=lambda s: s.retrain["mean"]["accuracy"]).model
 
 
 def read_texts(args) -> list[str]:
@@ -69,18 +70,20 @@ def read_texts(args) -> list[str]:
     return texts
 
 
-def load(run: Path, model: str | None):
+def load(run: RunDir, model: str | None):
     require(
-        run.is_dir(), f"no sweep at {run}; pass --run runs/<name> of a sweep made by python -m search.tune"
+        run.exists(),
+        f"no sweep at {run.root}; pass --run runs/<name> of a sweep made by python -m search.tune",
     )
     model = model or best_model(run)
-    model_dir = run / model / "model"
+    folder = run.model(model)
     require(
-        (run / model / "summary.json").is_file() and model_dir.is_dir(),
-        f"the {model} sweep in {run} has not finished (no trained model in {model_dir}); run the same "
-        "python -m search.tune command again to finish it",
+        folder.has_summary() and folder.bundle.root.is_dir(),
+        f"the {model} sweep in {run.root} has not finished (no trained model in {folder.bundle.root}); "
+        f"run the "
+        "same python -m search.tune command again to finish it",
     )
-    return load_bundle(model_dir)
+    return load_bundle(folder.bundle)
 
 
 def predictions(bundle, texts: list[str], seeds: list[int]) -> pd.DataFrame:
@@ -125,8 +128,8 @@ def main(argv=None):
     args = parse_args(argv)
     check_output(args.output)
     texts = read_texts(args)
-    bundle = load(Path(args.run), args.model)
-    seeds = [s["seed"] for s in bundle.meta["seeds"]]
+    bundle = load(RunDir(Path(args.run)), args.model)
+    seeds = bundle.seeds
     if args.seed is not None and args.seed not in seeds:
         raise UserError(f"--seed {args.seed}: this model was retrained on seeds {seeds}")
     chosen = seeds if args.ensemble else [args.seed if args.seed is not None else bundle.best_seed()]

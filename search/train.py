@@ -9,10 +9,10 @@ import time
 
 from configs.errors import cli_entry
 from data_pipeline.prepare import format_report, prepare
-from models import MODELS, build_model, count_params
-from search.cli import add_data_args, add_model_args, settings_from_args
+from models import MODELS, build_model, count_params, entry, input_lines, input_report
+from search.core.options import add_data_args, add_model_args, settings_from_args
 from search.engine import evaluate, fit, seed_everything
-from search.inputs import model_inputs
+from search.sweep.inputs import model_inputs
 
 
 def parse_args(argv):
@@ -33,9 +33,9 @@ def main(argv=None):
     settings = settings_from_args(args.model, args)
     data = prepare(settings.data, args.cache_dir)
     inputs, info = model_inputs(settings, data, ("train", "val"), args.cache_dir)
-    if "embeddings" in info:
-        data.report["embeddings"] = info["embeddings"]
-    print(format_report(data.report))
+    data.report |= input_report(info)
+    print("\n".join([format_report(data.report), *input_lines(info)]))
+    batching = entry(args.model).batching
     seed_everything(settings.train.seed)
     model = build_model(args.model, settings.model, data.num_classes, info)
     params, trainable = count_params(model)
@@ -51,10 +51,9 @@ def main(argv=None):
         )
 
     start = time.perf_counter()
-    result = fit(model, inputs["train"], inputs["val"], settings.train, on_epoch=show)
-    val = evaluate(
-        model, inputs["val"], data.num_classes, settings.train.eval_batch_size, settings.train.bf16
-    )
+    result = fit(model, inputs["train"], inputs["val"], settings.train, on_epoch=show, batching=batching)
+    train = settings.train
+    val = evaluate(model, inputs["val"], data.num_classes, train.eval_batch_size, train.bf16, batching)
     print(
         f"best epoch {result.best_epoch}: val accuracy {val['accuracy']:.4f}  "
         f"precision {val['precision']:.4f}  "

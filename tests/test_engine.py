@@ -7,7 +7,9 @@ from torch import nn
 
 from data_pipeline import DataConfig, prepare
 from models import MODELS, build_model, entry
-from search.engine import TrainConfig, TrainingDiverged, batches, fit, metrics, predict, seed_everything
+from models.inputs import VOCAB_BATCHING
+from search.engine import TrainConfig, TrainingDiverged, fit, metrics, predict, seed_everything
+from search.engine.loop import batches
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +100,8 @@ def test_bucketed_batches_cover_every_row_once_and_trim_padding():
         "labels": torch.arange(500),
     }
     seen = []
-    for b in batches(data, 16, shuffle=True, generator=torch.Generator().manual_seed(0), bucket=True):
+    generator = torch.Generator().manual_seed(0)
+    for b in batches(data, 16, shuffle=True, generator=generator, bucket=True, batching=VOCAB_BATCHING):
         assert b["ids"].shape[1] == int(b["lengths"].max())
         seen += b["labels"].tolist()
     assert sorted(seen) == list(range(500))

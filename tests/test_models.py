@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from configs.errors import UserError
-from models import MODELS, build_model, count_params
+from models import MODELS, build_model, count_params, input_lines, input_report
 from models.encoder import EncoderClassifier, EncoderConfig
 from models.recurrent import RecurrentConfig, RNNConfig
 from models.transformer import TransformerConfig
-from search.settings import load_settings
+from search.core.settings import load_settings
 
 VOCAB = 50
 
@@ -201,14 +201,16 @@ def test_minilm_features_pool_and_separate_sentiment(minilm_dir):
 
 
 def test_sweep_inputs_give_each_pooling_its_own_features(tiny_distilbert, imdb_small, tmp_path):
-    from search.inputs import sweep_inputs
-    from search.settings import load_settings
-    from search.space import Rule
+    from search.core.settings import load_settings
+    from search.core.space import Rule
+    from search.sweep.inputs import sweep_inputs
 
     settings = load_settings("distilbert", {"model.encoder": tiny_distilbert})
     assert settings.space["model.unfreeze_layers"].values == (0, 1)
     settings.space["model.pooling"] = Rule("choice", ("auto", "cls", "mean"))
-    inputs, infos = sweep_inputs(settings, imdb_small, str(tmp_path))
+    made = sweep_inputs(settings, imdb_small, str(tmp_path))
+    inputs = {key: splits for key, (splits, _) in made.items()}
+    infos = {key: info for key, (_, info) in made.items()}
     # (data.max_len, model.encoder, model.max_length, model.truncate, model.pooling, model.unfreeze_layers)
     key = {
         (p, u): (64, tiny_distilbert, 256, "head+tail", p, u) for p in ("auto", "cls", "mean") for u in (0, 1)
@@ -292,7 +294,7 @@ def test_glove_rows_equal_the_files_vectors_and_coverage_is_counted(imdb_small):
     assert model.embed.project is None  # embed_dim equals the vectors' dimension
     known = set(words)
     expected = sum(w in known for w in imdb_small.vocab[2:])
-    report = info["embeddings"]
+    report = input_report(info)["embeddings"]
     assert report["words_with_vector"] == expected == int(info["found"].sum())
     assert report["coverage"] == round(expected / (len(imdb_small.vocab) - 2), 4) and report["dim"] == 50
     assert not info["found"][:2].any()  # <PAD> and <UNK> have no vector
@@ -309,7 +311,11 @@ def test_text_vectors_projection_and_a_frozen_table_after_an_epoch(tmp_path, imd
         ("transformer", TransformerConfig(embeddings=str(path), freeze_embeddings=True)),
     ]:
         inputs, info = vocab_inputs(cfg, imdb_small)
-        assert info["embeddings"]["words_with_vector"] == 2 and info["embeddings"]["dim"] == 3
+        coverage = input_report(info)["embeddings"]
+        assert coverage["words_with_vector"] == 2 and coverage["dim"] == 3
+        assert input_lines(info) == [
+            f"word vectors {path} (3-d): 2 of {len(imdb_small.vocab) - 2:,} vocabulary words (0.0%)"
+        ]
         model = build_model(name, cfg, 2, info)
         assert model.embed.table.weight[imdb_small.vocab.index("film")].tolist() == [-1, 0.5, 2]
         before = model.embed.table.weight.detach().clone()

@@ -40,7 +40,7 @@ CASES = [
     (
         "model from an older format",
         lambda t: ["--run", str(old_bundle(t)), "--model", "lstm", "--text", "x"],
-        "(format 1, this one reads 2); run its sweep again",
+        "(format 1, this one reads 2, 3); run its sweep again",
     ),
     (
         "missing column",

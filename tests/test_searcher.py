@@ -1,9 +1,11 @@
 import optuna
 from ray import tune
 
-from search.settings import load_settings
-from search.space import Rule, seed_point
-from search.sweep import PruneAwareOptunaSearch, TrialRecord, choose_best
+from search.core.settings import load_settings
+from search.core.space import Rule, seed_point
+from search.store.records import TrialRecord
+from search.sweep.results import choose_best
+from search.sweep.searcher import PruneAwareOptunaSearch
 
 
 def make():

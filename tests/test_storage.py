@@ -1,9 +1,10 @@
-"""search.storage without a cluster: where trials go, what a finished sweep keeps, and bad storage."""
+"""search.sweep.storage without a cluster: where trials go, what a finished sweep keeps, and bad storage."""
 
 import pytest
 
 from configs.errors import UserError
-from search.storage import MARKER, join, tidy, write_marker
+from search.store.layout import STORAGE_MARKER as MARKER
+from search.sweep.storage import join, tidy, write_marker
 
 
 def test_tidy_keeps_known_trials_results_and_drops_checkpoints_and_orphans(tmp_path):

@@ -5,6 +5,7 @@ import ast
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,37 +15,107 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ("configs", "data_pipeline", "models", "search")  # bottom to top
-ENGINE = ("search.engine",)  # the training loop: below the rest of search/, above models/
-COMMANDS = ("search.train", "search.tune", "search.report", "search.predict", "search.bench")
+PACKAGES = ("configs", "data_pipeline", "models", "search")
+# Bottom to top: a module may import from its own layer and the layers below, never from above.
+LAYERS = (
+    "configs",
+    "data_pipeline",
+    "models",
+    "search.engine",
+    "search.core",
+    "search.store",
+    "search.sweep",
+    "search.analysis",
+    "search.benchmarks",
+    "search",  # the commands: search.train, .tune, .report, .predict, .bench; nothing imports them
+)
 
 
-def our_imports(path: Path) -> set[str]:
-    """Dotted names of this project's modules that a file imports, lazy imports included."""
-    names = set()
+def layer(module: str) -> int:
+    """The rank of a dotted module name: its longest layer prefix."""
+    found = [i for i, name in enumerate(LAYERS) if module == name or module.startswith(name + ".")]
+    return max(found, key=lambda i: len(LAYERS[i]))
+
+
+def module_name(root: Path, path: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(root: Path, path: Path) -> set[str]:
+    """Dotted names of this project's modules that a file imports: lazy and relative imports included."""
+    name = module_name(root, path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return {n for n in names if n.split(".")[0] in LAYERS}
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join(anchor + ([base] if base else []))
+            found.add(base)
+            found |= {
+                f"{base}.{alias.name}"
+                for alias in node.names
+                if (root / base.replace(".", "/") / alias.name).exists()
+                or (root / base.replace(".", "/") / f"{alias.name}.py").exists()
+            }
+    return {n for n in found if n.split(".")[0] in PACKAGES}
 
 
-def modules():
-    for package in LAYERS:
-        for path in sorted((ROOT / package).glob("*.py")):
-            yield f"{package}.{path.stem}", path
+def modules(root: Path = ROOT):
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            yield module_name(root, path), path
 
 
-@pytest.mark.parametrize("name,path", list(modules()), ids=lambda v: v if isinstance(v, str) else "")
-def test_nothing_below_imports_from_above(name, path):
-    rank = LAYERS.index(name.split(".")[0])
-    for imported in our_imports(path):
-        assert LAYERS.index(imported.split(".")[0]) <= rank, f"{name} imports {imported}, a layer above it"
-        if name in ENGINE and imported.startswith("search"):
-            assert imported in ENGINE, f"the engine imports {imported}"
-        if imported in COMMANDS:
-            assert name in COMMANDS and imported != "search.bench", f"{name} imports the command {imported}"
+def violations(root: Path = ROOT) -> list[str]:
+    out = []
+    for name, path in modules(root):
+        for imported in imports(root, path):
+            if layer(imported) > layer(name):
+                out.append(f"{name} imports {imported}, a layer above it")
+            elif layer(imported) == len(LAYERS) - 1 and imported != "search" and imported != name:
+                out.append(f"{name} imports the command {imported}")
+    return out
+
+
+def test_nothing_below_imports_from_above():
+    assert violations() == []
+
+
+def test_every_module_is_in_a_layer_and_sub_packages_are_seen():
+    names = [name for name, _ in modules()]
+    assert {
+        "search.engine.loop",
+        "search.store.layout",
+        "search.sweep.tuner",
+        "search.analysis.knobs",
+    } <= set(names)
+    assert all(layer(name) >= 0 for name in names)
+
+
+@pytest.mark.parametrize(
+    "where,line",
+    [
+        ("search/engine/loop.py", "from search.sweep.tuner import run_search"),
+        ("search/engine/memory.py", "from ..sweep import tuner"),
+        ("search/store/files.py", "from . import layout\nfrom ..analysis.knobs import analyse"),
+        ("models/batching.py", "import search.core.settings"),
+        ("search/sweep/pipeline.py", "def f():\n    from search.report import main"),
+    ],
+    ids=["absolute", "relative", "relative in a sub-package", "plain import", "a command, lazily"],
+)
+def test_a_planted_upward_import_is_caught(tmp_path, where, line):
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    assert violations(tmp_path) == []
+    target = tmp_path / where
+    target.write_text(target.read_text() + "\n" + line + "\n")
+    assert violations(tmp_path), line
 
 
 def test_models_and_data_never_import_search():
@@ -52,18 +123,53 @@ def test_models_and_data_never_import_search():
         (name, imp)
         for name, path in modules()
         if name.startswith(("models", "data_pipeline", "configs"))
-        for imp in our_imports(path)
+        for imp in imports(ROOT, path)
         if imp.startswith("search")
     ]
     assert offenders == []
+
+
+def spelled_file_names(root: Path = ROOT) -> list[str]:
+    """Run-directory file names that a module outside search/store spells in code (docstrings may name
+    them)."""
+    from search.store.layout import FILE_NAMES
+
+    out = []
+    for name, path in modules(root):
+        if name.startswith("search.store"):
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                out += [f"{name}:{node.lineno} {file!r}" for file in FILE_NAMES if file in node.value]
+    return out
+
+
+def test_only_the_run_directory_spells_its_file_names(tmp_path):
+    assert spelled_file_names() == []
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    report = tmp_path / "search" / "report.py"
+    report.write_text(report.read_text() + '\nLEGACY = Path("runs") / "imdb" / "lstm" / "summary.json"\n')
+    assert spelled_file_names(tmp_path) == [
+        "search.report:" + str(len(report.read_text().splitlines())) + " 'summary.json'"
+    ]
 
 
 @pytest.mark.parametrize("model", ["rnn", "lstm", "transformer", "distilbert"])
 def test_shipped_yaml_repeats_no_default(model):
     from data_pipeline.config import DataConfig
     from models import entry
+    from search.core.settings import SearchConfig
     from search.engine import TrainConfig
-    from search.settings import SearchConfig
 
     classes = {"data": DataConfig, "model": entry(model).config, "train": TrainConfig, "search": SearchConfig}
     for name in ("data", model):
@@ -76,8 +182,11 @@ def test_shipped_yaml_repeats_no_default(model):
                 )
 
 
-# A fifth architecture, registered by its own module and nowhere else: a bag of embeddings.
+# A fifth architecture, registered by its own module and nowhere else: a bag of embeddings. It reads inputs of
+# its own (keys "tokens" and "n", which nothing in search/ knows), says how to batch them, has a knob that
+# changes them (model.half: only each text's first half), and says in which order the sweep builds them.
 PLUGIN = """
+import os
 from dataclasses import dataclass
 
 import torch
@@ -85,15 +194,28 @@ from torch import nn
 
 from configs.typed import check_range
 from models import Entry, register
-from models.inputs import vocab_inputs
+from models.batching import Batching
 
 
 @dataclass
 class BagConfig:
     embed_dim: int = 16
+    half: bool = False
 
     def validate(self):
         check_range(self, "model", embed_dim=(1, None, True))
+
+
+def bag_inputs(cfg, data, splits=("train", "val"), cache_dir=None):
+    with open(os.environ["BAG_LOG"], "a") as log:
+        log.write(f"{cfg.half}\\n")
+    out = {}
+    for name in splits:
+        split = getattr(data, name)
+        n = (split.lengths + 1) // 2 if cfg.half else split.lengths
+        keep = torch.arange(split.ids.size(1))[None, :] < n[:, None]
+        out[name] = {"tokens": split.ids * keep, "n": n, "labels": split.labels}
+    return out, {"vocab_size": len(data.vocab)}
 
 
 class Bag(nn.Module):
@@ -103,10 +225,22 @@ class Bag(nn.Module):
         self.head = nn.Linear(cfg.embed_dim, num_classes)
 
     def forward(self, batch):
-        return self.head(self.embed(batch["ids"]))
+        # the training loop cut the batch to its longest text, as this model's entry asked
+        assert batch["tokens"].size(1) == max(1, int(batch["n"].max())), "padding was not trimmed"
+        return self.head(self.embed(batch["tokens"]))
 
 
-register("bag", Entry(BagConfig, lambda cfg, k, info: Bag(cfg, info["vocab_size"], k), vocab_inputs))
+register(
+    "bag",
+    Entry(
+        BagConfig,
+        lambda cfg, k, info: Bag(cfg, info["vocab_size"], k),
+        bag_inputs,
+        input_keys=("model.half",),
+        batching=Batching(lengths=lambda data: data["n"], padded=("tokens",)),
+        build_order=lambda cfg: not cfg.half,  # the halves first
+    ),
+)
 """
 DRIVER = """
 import sys
@@ -117,59 +251,53 @@ main(sys.argv[1:])
 
 
 def test_a_fifth_model_registered_outside_the_package_sweeps_end_to_end(tmp_path):
+    from search.store.layout import RunDir
+
     (tmp_path / "bag_model.py").write_text(textwrap.dedent(PLUGIN))
     (tmp_path / "driver.py").write_text(textwrap.dedent(DRIVER))
     (tmp_path / "bag.yaml").write_text(
-        "train: {max_epochs: 3}\nsearch:\n  space:\n"
+        "train: {max_epochs: 10}\nsearch:\n  space:\n"
         "    model.embed_dim: {choice: [8, 16]}\n"
-        "    train.lr: {loguniform: [1.0e-3, 1.0e-2]}\n"
+        "    model.half: {choice: [false, true]}\n"
+        "    train.lr: {loguniform: [1.0e-2, 5.0e-2]}\n"
     )
-    runs = tmp_path / "runs"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    runs, log = tmp_path / "runs", tmp_path / "inputs.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]), "BAG_LOG": str(log)}
+    argv = [
+        "--model",
+        "bag",
+        "--config",
+        str(tmp_path / "bag.yaml"),
+        "--runs-dir",
+        str(runs),
+        "--trials",
+        "3",
+    ]
+    argv += ["--seeds", "1", "--train-size", "300", "--val-size", "100", "--test-size", "100", "--cpus", "1"]
     proc = subprocess.run(
-        [
-            sys.executable,
-            str(tmp_path / "driver.py"),
-            "--model",
-            "bag",
-            "--config",
-            str(tmp_path / "bag.yaml"),
-            "--runs-dir",
-            str(runs),
-            "--trials",
-            "3",
-            "--seeds",
-            "1",
-            "--train-size",
-            "300",
-            "--val-size",
-            "100",
-            "--test-size",
-            "100",
-            "--cpus",
-            "1",
-            "--json",
-        ],
+        [sys.executable, str(tmp_path / "driver.py"), *argv, "--json", "--no-plots"],
         capture_output=True,
         text=True,
         env=env,
         timeout=400,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    sweep = runs / "imdb-300-100-100"  # the default name says the sizes are not the default ones
-    summary = json.loads((sweep / "bag" / "summary.json").read_text())
-    assert summary["trials"]["total"] == 3 and summary["trials"]["failed"] == 0
-    assert summary["best_params"]["model.embed_dim"] in (8, 16)
+    run = RunDir(runs / "imdb-300-100-100")  # the default name says the sizes are not the default ones
+    summary = run.model("bag").read_summary()
+    assert summary.trials["total"] == 3 and summary.trials["failed"] == 0
+    assert summary.best_params["model.embed_dim"] in (8, 16)
+    # The sweep built both input variants, in the order the entry asked for, before the search.
+    assert log.read_text().split()[:2] == ["True", "False"]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert 0.5 < result["models"]["bag"]["test_mean"]["accuracy"] <= 1.0
-    assert "| bag " in (sweep / "leaderboard.md").read_text()
+    assert "| bag " in (run.root / run.LEADERBOARD_MD).read_text()
 
 
 def test_no_line_is_longer_than_110_characters():
     long = [
         f"{path.relative_to(ROOT)}:{n}"
-        for package in (*LAYERS, "tests")
-        for path in (ROOT / package).glob("*.py")
+        for package in (*PACKAGES, "tests")
+        for path in (ROOT / package).rglob("*.py")
         for n, line in enumerate(path.read_text().splitlines(), 1)
         if len(line) > 110
     ]

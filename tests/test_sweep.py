@@ -15,7 +15,7 @@ import pytest
 from sweep_checks import check_plots_and_html, check_predict_round_trip, check_study, load_study
 
 from data_pipeline.config import DataConfig
-from search.analysis import importance
+from search.analysis.knobs import importance
 
 TINY = [
     "--train-size",
@@ -150,9 +150,9 @@ def test_sweep_records_trials_prunes_in_optuna_and_reports(tmp_path, capsys):
     assert code == 0 and json.loads(out.strip().splitlines()[-1])["models"]["lstm"]["trials"]["total"] == 5
     assert "MB on disk)" in out and all(len(line) <= 120 for line in out.splitlines()[:-1])
     # Other settings on the same sweep name are refused, not mixed in.
-    other = [("6" if a == "5" and b == "--trials" else a) for b, a in zip(["", *cmd], cmd)]
+    other = [("4" if a == "3" and b == "--epochs" else a) for b, a in zip(["", *cmd], cmd)]
     code, out, err = run(other)
-    assert code == 2 and "search.trials=5" in err and "--fresh" in err and "Traceback" not in err
+    assert code == 2 and "train.max_epochs=3" in err and "--fresh" in err and "Traceback" not in err
     code, out, err = run(tune_cmd(runs, "--model", "lstm", "--trials", "1", "--epochs", "1", "--fresh"))
     assert code == 0 and "--fresh: discarding" in out and summary(runs)["trials"]["total"] == 1
 
@@ -316,7 +316,7 @@ def test_address_joins_that_cluster_and_no_address_never_does(tmp_path):
     assert started.returncode == 0, started.stderr[-2000:]
     try:
         query = (
-            "import json, ray; from search.sweep import connect; connect('127.0.0.1:%d'); "  # token auth too
+            "import json, ray; from search.sweep.cluster import connect; connect('127.0.0.1:%d'); "  # token auth too
             "print(json.dumps([n['NodeID'] for n in ray.nodes()]))" % port
         )
         nodes = subprocess.run(
@@ -553,10 +553,10 @@ def test_two_nodes_run_trials_in_parallel_with_shared_storage_and_resume(tmp_pat
     trial results go to --storage, and a kill -9 of the driver mid-sweep is resumed from that storage."""
     from ray.cluster_utils import Cluster
 
-    from search.sweep import _enable_token_auth_if_available
+    from search.sweep.cluster import enable_token_auth_if_available
 
     # As `ray start` does, and as the driver does when it joins: token authentication where a token exists.
-    _enable_token_auth_if_available()
+    enable_token_auth_if_available()
     gib = 2**30
     node = {"num_cpus": 1, "memory": 3 * gib, "object_store_memory": 200 * 2**20}
     cluster = Cluster(initialize_head=True, head_node_args=node, connect=False)

@@ -8,12 +8,17 @@ from sklearn.linear_model import LogisticRegression
 
 from data_pipeline.prepare import PreparedData
 from search.engine import metrics
+from search.store.layout import Predictions
+from search.store.records import Baseline
 
 C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
 
 
-def tfidf_baseline(data: PreparedData, seed: int = 42) -> dict:
-    """C is chosen on validation, like any other hyperparameter; test is read once."""
+def tfidf_baseline(
+    data: PreparedData, identity: str, seed: int = 42
+) -> tuple[Baseline, dict[str, Predictions]]:
+    """C is chosen on validation, like any other hyperparameter; test is read once. Returns the row and its
+    class probabilities on val and test (for the leaderboard's paired comparisons)."""
     start = time.perf_counter()
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=100_000)
     x_train = vectorizer.fit_transform(data.train.texts)
@@ -27,16 +32,21 @@ def tfidf_baseline(data: PreparedData, seed: int = 42) -> dict:
     clf = LogisticRegression(C=best_c, max_iter=2000, random_state=seed).fit(x_train, y_train)
     fit_s = time.perf_counter() - start
     infer_start = time.perf_counter()
-    preds = clf.predict(vectorizer.transform(data.test.texts))
-    rate = len(preds) / (time.perf_counter() - infer_start)
-    test = metrics(data.test.labels.numpy(), preds, data.num_classes)
-    params = int(np.prod(clf.coef_.shape) + clf.intercept_.size)
-    return {
-        "model": "tfidf+logreg",
-        "C": best_c,
-        "val_accuracy": scores[best_c],
-        "test": test,
-        "params": params,
-        "fit_s": fit_s,
-        "inference_per_s": rate,
+    test_probs = clf.predict_proba(vectorizer.transform(data.test.texts))
+    rate = len(test_probs) / (time.perf_counter() - infer_start)
+    test = metrics(data.test.labels.numpy(), test_probs.argmax(1), data.num_classes)
+    row = Baseline(
+        model="tfidf+logreg",
+        C=best_c,
+        val_accuracy=scores[best_c],
+        test=test,
+        params=int(np.prod(clf.coef_.shape) + clf.intercept_.size),
+        fit_s=fit_s,
+        inference_per_s=rate,
+        dataset=identity,
+    )
+    kept = {
+        "val": Predictions(clf.predict_proba(x_val)[None], y_val, [seed]),
+        "test": Predictions(test_probs[None], data.test.labels.numpy(), [seed]),
     }
+    return row, kept

@@ -5,7 +5,10 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from search.tables import (
+from search.store import files
+from search.store.layout import RunDir
+
+from search.analysis.tables import (
     DETAIL_HEADERS,
     KNOB_HEADERS,
     MAIN_HEADERS,
@@ -27,14 +30,14 @@ def _table(rows, headers) -> str:
     return tabulate(rows, headers=headers, tablefmt="html")
 
 
-def write_html(sweep_dir: Path, summaries: list[dict], baseline, analyses: dict, images: list[Path]) -> Path:
+def write_html(run: RunDir, summaries: list, baseline, analyses: dict, images: list[Path]) -> Path:
     def img(path: Path) -> str:
-        src = html.escape(path.relative_to(sweep_dir).as_posix())
+        src = html.escape(path.relative_to(run.root).as_posix())
         return f'<img src="{src}" alt="{html.escape(path.stem)}">'
 
-    dataset = summaries[0]["dataset"] if summaries else "?"
+    dataset = summaries[0].dataset if summaries else "?"
     body = [
-        f"<h1>sweetspot: {html.escape(sweep_dir.name)} ({html.escape(dataset)})</h1>",
+        f"<h1>sweetspot: {html.escape(run.name)} ({html.escape(dataset)})</h1>",
         "<h2>Leaderboard (test set, mean over retrain seeds)</h2>",
         _table(main_rows(summaries, baseline), MAIN_HEADERS),
         _table(detail_rows(summaries, analyses), DETAIL_HEADERS),
@@ -43,7 +46,7 @@ def write_html(sweep_dir: Path, summaries: list[dict], baseline, analyses: dict,
     for path in images:
         by_model.setdefault(path.stem.split("-")[0], []).append(path)
     for s in summaries:
-        model, analysis = s["model"], analyses[s["model"]]
+        model, analysis = s.model, analyses[s.model]
         title, notes = analysis_lines(model, analysis)
         body += [f"<h2>{html.escape(model)}</h2>", f"<p>{html.escape(title)}</p>"]
         if "knobs" in analysis:
@@ -53,10 +56,9 @@ def write_html(sweep_dir: Path, summaries: list[dict], baseline, analyses: dict,
     body += ["<h2>Accuracy against size and speed</h2>", *(img(p) for p in by_model.get("tradeoff", []))]
     page = (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>sweetspot {html.escape(sweep_dir.name)}</title><style>{STYLE}</style></head>\n<body>\n"
+        f"<title>sweetspot {html.escape(run.name)}</title><style>{STYLE}</style></head>\n<body>\n"
         + "\n".join(body)
         + "\n</body></html>\n"
     )
-    out = sweep_dir / "report.html"
-    out.write_text(page, encoding="utf-8")
-    return out
+    files.write_text(run.html_path, page)
+    return run.html_path

@@ -6,7 +6,7 @@ import dataclasses
 from data_pipeline.config import BUILTIN_DATASETS, DataConfig
 from models import entry
 from search.engine import TrainConfig
-from search.settings import load_settings
+from search.core.settings import load_settings
 
 DATA, TRAIN = DataConfig(), TrainConfig()
 

@@ -16,15 +16,19 @@ from matplotlib.ticker import NullFormatter  # noqa: E402
 from optuna.distributions import CategoricalDistribution, FloatDistribution  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
-from search.analysis import distributions, scored_trials, scored_view, top_trials  # noqa: E402
+from search.analysis.knobs import distributions, scored_trials, scored_view, top_trials  # noqa: E402
+from search.store import files  # noqa: E402
+from search.store.layout import RunDir  # noqa: E402
 
 DPI = 100
 
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    try:
+        files.write_with(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -142,23 +146,16 @@ def confusion(model: str, retrain: dict, label_names: list[str], path: Path) -> 
     return _save(fig, path)
 
 
-def tradeoff(summaries: list[dict], baseline: dict | None, path: Path) -> Path | None:
+def tradeoff(summaries: list, baseline, path: Path) -> Path | None:
     """Test accuracy against total parameters and against inference speed: one point per model."""
     if not summaries:
         return None
     points = [
-        (
-            s["model"],
-            s["retrain"]["mean"]["accuracy"],
-            s["retrain"]["params"],
-            s["retrain"]["inference_per_s"],
-        )
+        (s.model, s.retrain["mean"]["accuracy"], s.retrain["params"], s.retrain["inference_per_s"])
         for s in summaries
     ]
     if baseline:
-        points.append(
-            ("tfidf+logreg", baseline["test"]["accuracy"], baseline["params"], baseline["inference_per_s"])
-        )
+        points.append(("tfidf+logreg", baseline.test["accuracy"], baseline.params, baseline.inference_per_s))
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, column, label in ((axes[0], 2, "parameters"), (axes[1], 3, "inference (texts/s, from text)")):
         for point in points:
@@ -172,27 +169,23 @@ def tradeoff(summaries: list[dict], baseline: dict | None, path: Path) -> Path |
     return _save(fig, path)
 
 
-def sweep_plots(
-    sweep_root: Path, summaries: list[dict], baseline: dict | None, studies: dict, analyses: dict
-) -> list[Path]:
+def sweep_plots(run: RunDir, summaries: list, baseline, studies: dict, analyses: dict) -> list[Path]:
     """Every plot of the sweep; returns the files written. studies, analyses: {model: ...}."""
-    out_dir = sweep_root / "plots"
+    out_dir = run.plots
     out_dir.mkdir(exist_ok=True)
     made = []
     for s in summaries:
-        model, study = s["model"], studies.get(s["model"])
+        model, study = s.model, studies.get(s.model)
         if study is not None:
             spots = {r["knob"]: tuple(r["sweet_spot"]) for r in analyses[model].get("knobs", [])}
             made += [
                 history(study, out_dir / f"{model}-history.png"),
                 importance(model, analyses[model].get("knobs", []), out_dir / f"{model}-importance.png"),
-                knobs(study, s["best_params"], spots, out_dir / f"{model}-knobs.png"),
+                knobs(study, s.best_params, spots, out_dir / f"{model}-knobs.png"),
             ]
-        made.append(curves(model, s["retrain"], out_dir / f"{model}-curves.png"))
+        made.append(curves(model, s.retrain, out_dir / f"{model}-curves.png"))
         made.append(
-            confusion(
-                model, s["retrain"], s["data_report"]["label_names"], out_dir / f"{model}-confusion.png"
-            )
+            confusion(model, s.retrain, s.data_report["label_names"], out_dir / f"{model}-confusion.png")
         )
     made.append(tradeoff(summaries, baseline, out_dir / "tradeoff.png"))
     return [p for p in made if p is not None]

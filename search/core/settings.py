@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import yaml
 
@@ -20,7 +20,7 @@ from configs.typed import check_range, from_dict
 from data_pipeline.config import DataConfig
 from models import entry
 from search.engine import TrainConfig
-from search.space import Rule, parse_space
+from search.core.space import Rule, parse_space
 
 SECTIONS = ("data", "model", "train", "search")
 # Data knobs a trial may set: the sweep prepares the data once at the longest max_len and cuts it per trial.
@@ -31,6 +31,10 @@ DATA_INPUT_KEYS = ("data.max_len",)
 class SearchConfig:
     trials: int = 20
     seeds: int = 3  # the final retrain of the best configuration
+    seed: int = 42  # the sampler's seed; train.seed seeds the training
+    sampler: Literal["tpe", "random", "qmc"] = "tpe"  # qmc: a scrambled Halton sequence
+    startup_trials: int = 10  # TPE: random trials before it models the results (Optuna's default)
+    scheduler: Literal["asha", "fifo"] = "asha"  # fifo: no trial is stopped early by the search
     grace_period: int = 2  # ASHA: epochs before a trial can be stopped
     reduction_factor: int = 3
     memory_budget: str = "2GB"  # per trial, enforced
@@ -46,6 +50,7 @@ class SearchConfig:
             "search",
             trials=(1, None, True),
             seeds=(1, None, True),
+            startup_trials=(0, None, True),
             grace_period=(1, None, True),
             reduction_factor=(2, None, True),
             concurrent=(1, None, True),
@@ -88,6 +93,20 @@ def parse_bytes(text: str) -> int:
         raise UserError(f"memory budget {text!r} is not a size; write e.g. 800MB or 3GB")
     scale = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}[match.group(2).upper()]
     return int(float(match.group(1)) * scale)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from 90s, 15m, 1h, 1h30m or a bare number of seconds."""
+    parts = re.fullmatch(
+        r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", str(text)
+    )
+    if not parts or not any(parts.groups()):
+        raise UserError(f"time budget {text!r} is not a duration; write e.g. 90s, 15m or 1h")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
+    total = 3600 * hours + 60 * minutes + seconds
+    if total <= 0:
+        raise UserError(f"time budget {text!r} must be longer than zero")
+    return total
 
 
 def read_yaml(path_or_resource) -> dict:

@@ -1,15 +1,14 @@
 """The winner on disk, self-contained: runs/<name>/<model>/model/ holds the settings it was trained with, how
 its text was processed, its vocabulary, the label names, and the weights of each retrain seed. What the
 weights do not hold is named: the pretrained encoder below a head, loaded again by its name or path.
+runs/<name>/ensemble/model/ names the members of the ensemble and their weights instead.
 
-    bundle = load_bundle(Path("runs/imdb/lstm/model"))
+    bundle = load_bundle(RunDir(Path("runs/imdb")).model("lstm").bundle)
     probabilities = bundle.predict(["a wonderful film"])  # (N, classes), the best seed's
 """
 
 import dataclasses
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
@@ -19,12 +18,13 @@ from configs.typed import from_dict
 from data_pipeline.config import DataConfig
 from data_pipeline.prepare import UNK, PreparedData, encode
 from data_pipeline.text import process
-from models import build_model, entry
+from models import build_model, builder_info, entry
 from search.engine import TrainConfig, predict, set_threads
-from search.retrain import weights_file
+from search.store.layout import BundleDir, ModelDir, RunDir
 
-FORMAT = 2  # 2: encoder pooling auto means mean when frozen (it was the pooler)
-META = "meta.json"
+# 2: encoder pooling auto means mean when frozen (it was the pooler); 3: "kind", model or ensemble
+FORMAT = 3
+READS = (2, 3)
 
 
 def _portable(info: dict) -> dict:
@@ -47,11 +47,12 @@ def _unportable(info: dict) -> dict:
     }
 
 
-def save_bundle(out: Path, settings, data: PreparedData, info: dict, retrain_result: dict) -> None:
-    """Write meta.json beside the weights that search.retrain saved in `out`."""
+def save_bundle(bundle: BundleDir, settings, data: PreparedData, info: dict, retrain_result: dict) -> None:
+    """Write meta.json beside the weights that search.sweep.retrain saved in the bundle."""
     report = data.report
     meta = {
         "format": FORMAT,
+        "kind": "model",
         "model": settings.model_name,
         "dataset": data.name,
         "label_names": data.label_names,
@@ -65,30 +66,51 @@ def save_bundle(out: Path, settings, data: PreparedData, info: dict, retrain_res
             "max_len": settings.data.max_len,
         },
         "vocab": data.vocab,
-        "info": _portable({k: v for k, v in info.items() if k != "embeddings"}),
+        "info": _portable(builder_info(info)),
         "seeds": [
             {
                 "seed": r["seed"],
-                "weights": weights_file(r["seed"]),
+                "weights": BundleDir.weights_name(r["seed"]),
                 "best_val_loss": r["best_val_loss"],
                 "test_accuracy": r["test"]["accuracy"],
             }
             for r in retrain_result["seeds"]
         ],
     }
-    (out / META).write_text(json.dumps(meta, indent=1))
+    bundle.write_meta(meta)
+
+
+def save_ensemble(
+    bundle: BundleDir, members: dict[str, float], label_names: list[str], dataset: str, score: dict
+):
+    """The ensemble: which retrained models, with which weights, average their seed-averaged probabilities."""
+    bundle.write_meta(
+        {
+            "format": FORMAT,
+            "kind": "ensemble",
+            "dataset": dataset,
+            "label_names": label_names,
+            "members": members,
+            "validation": score,
+            "seeds": [],
+        }
+    )
 
 
 @dataclass
 class Bundle:
-    path: Path
+    path: BundleDir
     meta: dict
-    settings: object  # search.settings.Settings without the search section
+    settings: object  # search.core.settings.Settings without the search section
     models: dict  # {seed: nn.Module}
 
     @property
     def label_names(self) -> list[str]:
         return self.meta["label_names"]
+
+    @property
+    def seeds(self) -> list[int]:
+        return [s["seed"] for s in self.meta["seeds"]]
 
     def best_seed(self) -> int:
         """The seed whose retrain reached the lowest validation loss (test is not looked at)."""
@@ -123,12 +145,33 @@ class Bundle:
         """Class probabilities (N, classes), averaged over `seeds` (default: the best seed)."""
         set_threads(self.settings.train.threads)
         tensors = self.inputs(texts) | {"labels": torch.zeros(len(texts), dtype=torch.int64)}
-        train = self.settings.train
+        train, batching = self.settings.train, entry(self.meta["model"]).batching
         probs = [
-            predict(self.models[s], tensors, train.eval_batch_size, train.bf16).softmax(1)
+            predict(self.models[s], tensors, train.eval_batch_size, train.bf16, batching).softmax(1)
             for s in seeds or [self.best_seed()]
         ]
         return torch.stack(probs).mean(0)
+
+
+@dataclass
+class EnsembleBundle:
+    path: BundleDir
+    meta: dict
+    members: dict  # {model: Bundle}
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.meta["label_names"]
+
+    @property
+    def seeds(self) -> list[int]:
+        return []
+
+    def predict(self, texts: list[str], seeds=None) -> torch.Tensor:
+        """The weighted mean of each member's probabilities averaged over all its seeds, as the ensemble was
+        chosen and scored."""
+        weights = self.meta["members"]
+        return sum(weights[m] * b.predict(texts, b.seeds) for m, b in self.members.items())
 
 
 def text_inputs(settings, data: PreparedData) -> dict:
@@ -140,31 +183,55 @@ def text_inputs(settings, data: PreparedData) -> dict:
     return {k: v for k, v in tensors.items() if k != "labels"}
 
 
-def load_bundle(path: Path) -> Bundle:
-    from search.settings import SearchConfig, Settings
-
-    meta_file = path / META
-    if not meta_file.is_file():
-        raise UserError(f"{path} holds no trained model ({META} is missing); its sweep has not finished")
-    meta = json.loads(meta_file.read_text())
-    if meta.get("format") != FORMAT:
+def _read_meta(bundle: BundleDir) -> dict:
+    meta = bundle.read_meta()
+    if meta is None:
         raise UserError(
-            f"{path} was written by another version of sweetspot (format {meta.get('format')}, this one "
-            f"reads {FORMAT}); run its sweep again with python -m search.tune ... --fresh to retrain it"
+            f"{bundle.root} holds no trained model ({BundleDir.META} is missing); its sweep has not finished"
         )
-    model_entry = entry(meta["model"])
-    raw = meta["settings"]
-    settings = Settings(
-        meta["model"],
-        from_dict(DataConfig, raw["data"], "data"),
-        from_dict(model_entry.config, raw["model"], "model"),
-        from_dict(TrainConfig, raw["train"], "train"),
-        SearchConfig(),
-    )
-    info = _unportable(meta["info"])
+    if meta.get("format") not in READS:
+        raise UserError(
+            f"{bundle.root} was written by another version of sweetspot (format {meta.get('format')}, "
+            f"this one "
+            f"reads {', '.join(map(str, READS))}); run its sweep again with python -m search.tune ... "
+            f"--fresh to "
+            "retrain it"
+        )
+    return meta
+
+
+def load_bundle(bundle: BundleDir) -> Bundle | EnsembleBundle:
+    meta = _read_meta(bundle)
+    if meta.get("kind") == "ensemble":
+        run = RunDir(bundle.root.parent.parent)
+        return EnsembleBundle(bundle, meta, {m: load_bundle(run.model(m).bundle) for m in meta["members"]})
+    return _load_model(bundle, meta)
+
+
+def _load_model(bundle: BundleDir, meta: dict) -> Bundle:
+    from search.core.settings import SearchConfig, Settings
+
+    try:
+        model_entry = entry(meta["model"])
+        raw = meta["settings"]
+        settings = Settings(
+            meta["model"],
+            from_dict(DataConfig, raw["data"], "data"),
+            from_dict(model_entry.config, raw["model"], "model"),
+            from_dict(TrainConfig, raw["train"], "train"),
+            SearchConfig(),
+        )
+        info = _unportable(meta["info"])
+        seeds = meta["seeds"]
+    except (KeyError, TypeError, AttributeError) as err:
+        raise UserError(
+            f"{bundle.meta_path} is damaged (no {err}); delete {bundle.root.parent / ModelDir.SUMMARY} "
+            f"and run "
+            "the same python -m search.tune command again: it retrains from the finished trials"
+        ) from None
     models = {}
-    for seed in meta["seeds"]:
-        weights = path / seed["weights"]
+    for seed in seeds:
+        weights = bundle.weights(seed["seed"])
         if not weights.is_file():
             raise UserError(
                 f"{weights} is missing; the model directory is incomplete, so run the sweep again"
@@ -172,4 +239,4 @@ def load_bundle(path: Path) -> Bundle:
         model = build_model(meta["model"], settings.model, len(meta["label_names"]), info)
         model.load_state_dict(load_file(str(weights)))
         models[seed["seed"]] = model.eval()
-    return Bundle(path, meta, settings, models)
+    return Bundle(bundle, meta, settings, models)

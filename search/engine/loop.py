@@ -1,7 +1,7 @@
 """The one training loop: used by `search.train`, by every sweep trial and by the final retrain.
 
-Inputs are dicts of tensors sharing their first dimension, with "labels" among them; the model reads the
-rest ("ids"/"lengths", "features", or "input_ids"/"attention_mask").
+Inputs are dicts of tensors sharing their first dimension, with "labels" among them; the model reads the rest,
+and its registry entry's Batching (models/batching.py) says how to batch them. The loop knows nothing of Ray.
 """
 
 import math
@@ -17,6 +17,7 @@ from torch import nn
 
 from configs.errors import UserError
 from configs.typed import check_range
+from models.batching import UNBATCHED, Batching
 
 Tensors = dict[str, torch.Tensor]
 
@@ -102,10 +103,11 @@ def batches(
     shuffle: bool = False,
     generator: Optional[torch.Generator] = None,
     bucket: bool = False,
+    batching: Batching = UNBATCHED,
 ) -> Iterator[Tensors]:
     n = len(data["labels"])
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    lengths = _lengths(data)
+    lengths = batching.row_lengths(data)
     if bucket and lengths is not None:
         # Sort within windows of 50 batches, then shuffle the batches: little padding, still random.
         window = batch_size * 50
@@ -118,26 +120,8 @@ def batches(
     else:
         groups = order.split(batch_size)
     for idx in groups:
-        yield _trim({k: v[idx] for k, v in data.items()}, lengths[idx] if lengths is not None else None)
-
-
-def _lengths(data: Tensors) -> Optional[torch.Tensor]:
-    if "lengths" in data:
-        return data["lengths"]
-    if "attention_mask" in data:
-        return data["attention_mask"].sum(1)
-    return None
-
-
-def _trim(batch: Tensors, lengths: Optional[torch.Tensor]) -> Tensors:
-    """Cut padding columns beyond the batch's longest text (outputs do not depend on them)."""
-    if lengths is None:
-        return batch
-    width = max(1, int(lengths.max()))
-    for key in ("ids", "input_ids", "attention_mask", "hidden"):
-        if key in batch:
-            batch[key] = batch[key][:, :width]
-    return batch
+        rows = lengths[idx] if lengths is not None else None
+        yield batching.trim({k: v[idx] for k, v in data.items()}, rows)
 
 
 def trainable_state(model: nn.Module) -> dict:
@@ -154,11 +138,14 @@ def fit(
     on_epoch: Optional[Callable[[EpochStats, Callable[[], dict], bool], None]] = None,
     on_batch: Optional[Callable[[], None]] = None,
     resume: Optional[dict] = None,
+    batching: Batching = UNBATCHED,
 ) -> FitResult:
     """Train with Adam, label smoothing, clipping, ReduceLROnPlateau and early stopping; keep the best state.
 
     on_epoch(stats, snapshot, last) runs after each epoch; snapshot() returns the full training state, which
-    `resume` accepts to continue exactly where that epoch ended; last says no epoch follows.
+    `resume` accepts to continue exactly where that epoch ended; last says no epoch follows. batching: the
+    model's
+    registry entry's (models.entry(name).batching).
     """
     set_threads(cfg.threads)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -198,7 +185,7 @@ def fit(
         }
 
     for epoch in range(len(result.history) + 1, cfg.max_epochs + 1):
-        stats = _run_epoch(model, train, val, cfg, optimizer, loss_fn, generator, on_batch, epoch)
+        stats = _run_epoch(model, train, val, cfg, optimizer, loss_fn, generator, on_batch, epoch, batching)
         scheduler.step(stats.val_loss)
         result.history.append(stats)
         if stats.val_loss < result.best_val_loss - 1e-6:
@@ -216,7 +203,9 @@ def fit(
     return result
 
 
-def _run_epoch(model, train, val, cfg, optimizer, loss_fn, generator, on_batch, epoch) -> EpochStats:
+def _run_epoch(
+    model, train, val, cfg, optimizer, loss_fn, generator, on_batch, epoch, batching
+) -> EpochStats:
     start = time.perf_counter()
     model.train()
     loss_sum, correct, norm_sum, steps = (
@@ -225,7 +214,7 @@ def _run_epoch(model, train, val, cfg, optimizer, loss_fn, generator, on_batch, 
         torch.zeros(()),
         0,
     )
-    for batch in batches(train, cfg.batch_size, shuffle=True, generator=generator, bucket=cfg.bucket):
+    for batch in batches(train, cfg.batch_size, True, generator, cfg.bucket, batching):
         labels = batch.pop("labels")
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             logits = model(batch)
@@ -244,7 +233,7 @@ def _run_epoch(model, train, val, cfg, optimizer, loss_fn, generator, on_batch, 
     train_loss, train_acc = float(loss_sum) / n, float(correct) / n
     if not math.isfinite(train_loss):
         raise TrainingDiverged(f"training diverged: loss is {train_loss} at epoch {epoch}; lower train.lr")
-    val_logits = predict(model, val, cfg.eval_batch_size, cfg.bf16)
+    val_logits = predict(model, val, cfg.eval_batch_size, cfg.bf16, batching)
     val_loss = float(loss_fn(val_logits, val["labels"]))
     preds = val_logits.argmax(1)
     val_acc = float((preds == val["labels"]).float().mean())
@@ -263,17 +252,20 @@ def _run_epoch(model, train, val, cfg, optimizer, loss_fn, generator, on_batch, 
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: Tensors, batch_size: int = 256, bf16: bool = False) -> torch.Tensor:
+def predict(
+    model: nn.Module, data: Tensors, batch_size: int = 256, bf16: bool = False, batching: Batching = UNBATCHED
+) -> torch.Tensor:
     """Logits in the data's original order."""
     model.eval()
     inputs = {k: v for k, v in data.items() if k != "labels"}
     order = torch.arange(len(data["labels"]))
-    lengths = _lengths(data)
+    lengths = batching.row_lengths(data)
     if lengths is not None:  # length-sorted batches pad less; results go back to their rows
         order = torch.argsort(lengths, stable=True)
     out = None
     for idx in order.split(batch_size):
-        batch = _trim({k: v[idx] for k, v in inputs.items()}, lengths[idx] if lengths is not None else None)
+        rows = lengths[idx] if lengths is not None else None
+        batch = batching.trim({k: v[idx] for k, v in inputs.items()}, rows)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(batch)
         if out is None:
@@ -300,7 +292,12 @@ def metrics(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> dict:
 
 
 def evaluate(
-    model: nn.Module, data: Tensors, num_classes: int, batch_size: int = 256, bf16: bool = False
+    model: nn.Module,
+    data: Tensors,
+    num_classes: int,
+    batch_size: int = 256,
+    bf16: bool = False,
+    batching: Batching = UNBATCHED,
 ) -> dict:
-    logits = predict(model, data, batch_size, bf16)
+    logits = predict(model, data, batch_size, bf16, batching)
     return metrics(data["labels"].numpy(), logits.argmax(1).numpy(), num_classes)

@@ -15,8 +15,8 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from configs.errors import UserError
-
-MARKER = ".sweetspot-storage"
+from search.store.layout import RESULT, STORAGE_MARKER
+from search.sweep.cluster import alive_nodes
 
 
 def is_uri(storage: str) -> bool:
@@ -48,9 +48,9 @@ def write_marker(location: str) -> str:
     token = uuid.uuid4().hex
     try:
         fs.create_dir(path, recursive=True)
-        with fs.open_output_stream(f"{path}/{MARKER}") as out:
+        with fs.open_output_stream(f"{path}/{STORAGE_MARKER}") as out:
             out.write(token.encode())
-        with fs.open_input_stream(f"{path}/{MARKER}") as src:
+        with fs.open_input_stream(f"{path}/{STORAGE_MARKER}") as src:
             if src.read().decode() != token:
                 raise OSError("what was written could not be read back")
     except OSError as err:
@@ -64,13 +64,9 @@ def write_marker(location: str) -> str:
 @ray.remote(num_cpus=0)
 def _read_marker(path: str) -> str:
     try:
-        return Path(path, MARKER).read_text()
+        return Path(path, STORAGE_MARKER).read_text()
     except OSError:
         return ""
-
-
-def alive_nodes() -> list[dict]:
-    return [n for n in ray.nodes() if n.get("Alive")]
 
 
 def check_storage(storage: str | None, sweep_root: Path) -> str:
@@ -118,7 +114,7 @@ def tidy(experiment: str, trial_dirs: set[str]) -> None:
                 continue
             if (
                 trial.base_name not in trial_dirs
-                and fs.get_file_info(f"{trial.path}/result.json").size is not None
+                and fs.get_file_info(f"{trial.path}/{RESULT}").size is not None
             ):
                 fs.delete_dir(trial.path)
                 orphans += 1

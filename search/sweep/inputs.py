@@ -1,6 +1,6 @@
 """The inputs a sweep hands its trials: for every value of the knobs that change what a model reads
-(data.max_len and the registry entry's `input_keys`), that model's inputs for train and val, made once
-before the search. The data is prepared once, at the longest max_len the space holds, and cut per value."""
+(data.max_len and the registry entry's `input_keys`), that model's inputs for train and val, made once before
+the search. The data is prepared once, at the longest max_len the space holds, and cut per value."""
 
 import dataclasses
 import itertools
@@ -8,7 +8,7 @@ import itertools
 from data_pipeline.config import DataConfig
 from data_pipeline.prepare import PreparedData, prepare
 from models import entry
-from search.settings import apply_params
+from search.core.settings import apply_params
 
 
 def sweep_data_config(settings) -> DataConfig:
@@ -33,17 +33,19 @@ def model_inputs(settings, data: PreparedData, splits=("train", "val"), cache_di
     return model_entry.inputs(settings.model, data.cut(settings.data.max_len), splits, cache_dir)
 
 
-def sweep_inputs(settings, data: PreparedData, cache_dir: str | None = None) -> tuple[dict, dict]:
-    """({variant: {split: tensors}}, {variant: info}) for train and val, for every input-changing value the
-    space can choose, so each trial reads inputs that match its own configuration. No test split."""
+def sweep_inputs(settings, data: PreparedData, cache_dir: str | None = None) -> dict:
+    """{variant: ({split: tensors}, info)} for train and val, for every input-changing value the space can
+    choose, so each trial reads inputs that match its own configuration; built in the order the model's
+    registry entry asks for. No test split."""
     keys = [k for k in settings.input_keys() if k in settings.space]
-    inputs, infos = {}, {}
     values = itertools.product(*(settings.space[k].values for k in keys))
     configs = [apply_params(settings, dict(zip(keys, v))) for v in values]
-    # An encoder's pass for the states below unfrozen layers caches its frozen features too: make those first
-    configs.sort(key=lambda cfg: -getattr(cfg.model, "unfreeze_layers", 0))
+    order = entry(settings.model_name).build_order
+    if order is not None:
+        configs.sort(key=lambda cfg: order(cfg.model))
+    inputs = {}
     for cfg in configs:
         key = variant(cfg)
         if key not in inputs:
-            inputs[key], infos[key] = model_inputs(cfg, data, ("train", "val"), cache_dir)
-    return inputs, infos
+            inputs[key] = model_inputs(cfg, data, ("train", "val"), cache_dir)
+    return inputs

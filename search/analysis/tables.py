@@ -1,7 +1,7 @@
 """The leaderboard's tables, as rows: one short main table, one of details, and per model a table of its
 knobs (importance, sweet spot, chosen value). search.report prints them, search.html puts them in a page."""
 
-from search.analysis import RULES
+from search.analysis.knobs import RULES
 
 MAIN_HEADERS = ["model", "test acc (mean ± std)", "F1", "params (trainable)", "search", "inference/s"]
 DETAIL_HEADERS = [
@@ -23,47 +23,47 @@ def _params(total: int, trainable: int) -> str:
     return f"{total:,}" if total == trainable else f"{total:,} ({trainable:,})"
 
 
-def main_rows(summaries: list[dict], baseline: dict | None) -> list[list]:
+def main_rows(summaries: list, baseline) -> list[list]:
     out = []
     for s in summaries:
-        r = s["retrain"]
+        r = s.retrain
         out.append(
             [
-                s["model"],
+                s.model,
                 f"{r['mean']['accuracy']:.2%} ± {r['std']['accuracy']:.2%}",
                 f"{r['mean']['f1']:.4f}",
                 _params(r["params"], r["trainable_params"]),
-                f"{s['search_wall_s']:.0f}s",
+                f"{s.search_wall_s:.0f}s",
                 f"{r['inference_per_s']:,.0f}",
             ]
         )
     if baseline:
-        t = baseline["test"]
+        t = baseline.test
         out.append(
             [
-                f"tfidf+logreg (C={baseline['C']})",
+                f"tfidf+logreg (C={baseline.C})",
                 f"{t['accuracy']:.2%}",
                 f"{t['f1']:.4f}",
-                f"{baseline['params']:,}",
-                f"{baseline['fit_s']:.0f}s",
-                f"{baseline['inference_per_s']:,.0f}",
+                f"{baseline.params:,}",
+                f"{baseline.fit_s:.0f}s",
+                f"{baseline.inference_per_s:,.0f}",
             ]
         )
     return out
 
 
-def detail_rows(summaries: list[dict], analyses: dict) -> list[list]:
+def detail_rows(summaries: list, analyses: dict) -> list[list]:
     out = []
     for s in summaries:
-        r, t, gap = s["retrain"], s["trials"], analyses[s["model"]]["fit_gap"]
+        r, t, gap = s.retrain, s.trials, analyses[s.model]["fit_gap"]
         flags = [f for f in RULES if r[f]]
         out.append(
             [
-                s["model"],
+                s.model,
                 f"{t['completed']} / {t['stopped_early']} / {t['failed']}",
-                f"{s['best_val_loss']:.4f}",
+                f"{s.best_val_loss:.4f}",
                 f"{r['mean_epoch_s']:.2f}",
-                f"{s['best_trial_peak_rss_mb'] or 0:.0f}",
+                f"{s.best_trial_peak_rss_mb or 0:.0f}",
                 f"{100 * gap['gap']:+.1f} pts" if gap else "-",
                 ", ".join(flags) or "-",
             ]

@@ -1,4 +1,4 @@
-"""What a finished sweep says about its knobs, computed from its Optuna study (search/study.py) and the
+"""What a finished sweep says about its knobs, computed from its Optuna study (search/store/study.py) and the
 retrain of its best configuration:
 - importance: Optuna's fANOVA over every trial that reached a validation loss. A trial that ASHA stopped
   counts at the best loss it reached (Optuna's own evaluators read COMPLETE trials only, and leaving the
@@ -130,14 +130,14 @@ def fit_gap(retrain: dict) -> dict:
     return {"train_acc": train, "val_acc": val, "gap": train - val, "flags": flags}
 
 
-def analyse(study: optuna.Study | None, summary: dict) -> dict:
+def analyse(study: optuna.Study | None, summary) -> dict:
     """Everything the report shows for one model, as plain data (it goes into leaderboard.json too)."""
-    out = {"fit_gap": fit_gap(summary["retrain"])}
+    out = {"fit_gap": fit_gap(summary.retrain)}
     if study is not None:
         scored = scored_trials(study)
         out |= {
             "scored_trials": len(scored),
             "top_trials": len(top_trials(study)),
-            "knobs": knob_rows(study, summary["best_params"]) if scored else [],
+            "knobs": knob_rows(study, summary.best_params) if scored else [],
         }
     return out

@@ -1,7 +1,7 @@
-"""One sweep trial, run inside a Ray worker: build the model from the sampled config, train it with the
-one training loop, report every epoch with a checkpoint, and stay inside its CPU and memory budget.
+"""One sweep trial, run inside a Ray worker: build the model from the sampled config, train it with the one
+training loop, report every epoch with a checkpoint, and stay inside its CPU and memory budget.
 
-It receives train and val tensors from the driver (through Ray's object store), never the test split.
+It receives train and val inputs from the driver, never the test split.
 """
 
 import dataclasses
@@ -13,27 +13,18 @@ import ray
 import torch
 from ray import tune
 
-from models import build_model, count_params
+from configs.errors import UserError
+from models import build_model, count_params, entry
+from search.core.settings import Settings, apply_params
 from search.engine import fit, seed_everything
-from search.inputs import variant
-from search.memory import MemoryWatch, release_memory
-from search.settings import Settings, apply_params
-
-STATE_FILE = "state.pt"
-KILL_NOTE = "memory_kill.json"  # written just before the watchdog kills the process, read by the driver
+from search.engine.memory import MemoryWatch, release_memory
+from search.store.layout import CHECKPOINT_STATE, KILL_NOTE
+from search.sweep.inputs import variant
 
 
-def run_trial(
-    config: dict,
-    settings: Settings,
-    inputs: dict,
-    infos: dict,
-    num_classes: int,
-    budget_bytes: int,
-    cpus: int,
-) -> None:
-    """config: {"model.dropout": 0.2, ...}, the sampled point; inputs, infos: {variant: ...} from
-    search.inputs.sweep_inputs, of which the trial takes the one its configuration reads."""
+def run_trial(config: dict, settings: Settings, inputs: dict, num_classes: int, budget_bytes: int, cpus: int):
+    """config: {"model.dropout": 0.2, ...}, the sampled point; inputs: {variant: (splits, info)} from
+    search.sweep.inputs.sweep_inputs, of which the trial takes the one its configuration reads."""
     trial_dir = Path(tune.get_context().get_trial_dir())
 
     def note_kill(reason: str) -> None:
@@ -42,10 +33,9 @@ def run_trial(
     release_memory()  # what an earlier trial in this reused process freed
     with MemoryWatch(budget_bytes, on_kill=note_kill) as watch:
         settings = apply_params(settings, config | {"train.threads": cpus})
-        key = variant(settings)
-        inputs = inputs[key]
+        splits, info = inputs[variant(settings)]
         seed_everything(settings.train.seed)
-        model = build_model(settings.model_name, settings.model, num_classes, infos[key])
+        model = build_model(settings.model_name, settings.model, num_classes, info)
         params, trainable = count_params(model)
         watch.check()
         resume = _load_checkpoint()
@@ -69,23 +59,32 @@ def run_trial(
             }
             state.update(finished=last, metrics=metrics)
             with tempfile.TemporaryDirectory() as tmp:
-                torch.save(state, Path(tmp) / STATE_FILE)
+                torch.save(state, Path(tmp) / CHECKPOINT_STATE)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
         fit(
             model,
-            inputs["train"],
-            inputs["val"],
+            splits["train"],
+            splits["val"],
             settings.train,
             on_epoch=on_epoch,
             on_batch=watch.check,
             resume=resume,
+            batching=entry(settings.model_name).batching,
         )
 
 
 def _load_checkpoint() -> dict | None:
+    """The trial's last epoch checkpoint; a damaged one fails the trial with a reason that says so."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as path:
-        return torch.load(Path(path) / STATE_FILE, weights_only=True)
+        try:
+            return torch.load(Path(path) / CHECKPOINT_STATE, weights_only=True)
+        except (OSError, RuntimeError, EOFError, ValueError) as err:
+            raise UserError(
+                f"its checkpoint {Path(path) / CHECKPOINT_STATE} cannot be read "
+                f"({str(err).splitlines()[0]}); "
+                "the trial is recorded as failed and the sweep goes on"
+            ) from None

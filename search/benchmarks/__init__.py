@@ -1,0 +1,24 @@
+"""Benchmarks (not tests): speed, memory and search behaviour on this machine, as a table of sections.
+
+Each section is a function of a Context (sizes, data, encoder, archive) that returns its Markdown;
+search.bench
+runs the sections asked for and writes BENCHMARKS.md. It may import anything below the commands.
+"""
+
+from search.benchmarks import data, encoder, speed, sweeps
+from search.benchmarks.common import FULL, QUICK, Context, Plan, bench_data, machine
+
+# number: (what it needs besides the data, the section)
+SECTIONS = {
+    "1": ((), speed.epoch_times),
+    "2": ((), speed.inference_rates),
+    "3": ((), speed.peak_rss),
+    "4": (("encoder",), encoder.frozen_encoder),
+    "4b": (("encoder",), encoder.unfrozen_top_layer),
+    "5": ((), sweeps.tune_overhead),
+    "5b": ((), sweeps.parallel_trials),
+    "6": ((), sweeps.asha_saving),
+    "7": ((), data.preprocessing),
+}
+
+__all__ = ["FULL", "QUICK", "SECTIONS", "Context", "Plan", "bench_data", "machine"]

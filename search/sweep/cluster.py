@@ -1,0 +1,96 @@
+"""The Ray cluster a sweep runs on: a private local instance, or one joined by --address; what its nodes
+offer."""
+
+import os
+import socket
+
+import optuna
+import ray
+
+from configs.errors import UserError
+
+
+def connect(address: str | None, num_cpus: int | None = None) -> None:
+    if ray.is_initialized():
+        return
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if address:
+        _check_reachable(address)
+        enable_token_auth_if_available()
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        except Exception as err:  # Ray raises ConnectionError, RuntimeError or its own types here
+            raise UserError(
+                f"cannot join the Ray cluster at {address}: {str(err).splitlines()[0]}; "
+                "check the address printed by `ray start --head`"
+            ) from None
+        return
+    # A private local cluster listens on loopback only: nothing else on the network can join it.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    # address="local": always a new private instance. Without it Ray joins whatever RAY_ADDRESS names or the
+    # cluster that `ray start` left in its temp directory, and hangs if that one is gone.
+    ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="ERROR",
+    )
+
+
+def enable_token_auth_if_available() -> None:
+    """`ray start` turns token authentication on whenever a token is available (~/.ray/auth_token); a driver
+    does not, and is then refused. Do what `ray start` does; RAY_AUTH_MODE, when set, still decides."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def _check_reachable(address: str) -> None:
+    host, _, port = address.replace("ray://", "").rpartition(":")
+    if not port.isdigit():
+        raise UserError(f"--address {address!r} must look like HOST:PORT, e.g. 127.0.0.1:6379")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except OSError as err:
+        raise UserError(
+            f"no Ray cluster answers at {address} ({err.strerror or err}); start one with "
+            "`ray start --head --port PORT` or leave out --address to run locally"
+        ) from None
+
+
+def alive_nodes() -> list[dict]:
+    return [n for n in ray.nodes() if n.get("Alive")]
+
+
+def _most(resource: str, default: int) -> int:
+    """The most of a resource one node offers: a trial runs on a single node, so it can ask for no more."""
+    return int(max((n["Resources"].get(resource, 0) for n in alive_nodes()), default=default))
+
+
+def node_cpus() -> int:
+    return _most("CPU", 1)
+
+
+def node_memory() -> int:
+    """Bytes of Ray's `memory` resource (what tasks may reserve)."""
+    return _most("memory", 0)
+
+
+def check_resources(cpus: int, budget: int, budget_text: str) -> None:
+    """A trial asks for more than any node has: it would wait forever, so say so now."""
+    if cpus > node_cpus():
+        raise UserError(
+            f"--cpus {cpus} is more than any Ray node has ({node_cpus()}); a trial would wait forever, so "
+            f"ask "
+            "for fewer"
+        )
+    if budget > node_memory():
+        raise UserError(
+            f"the memory budget {budget_text} per trial is more than any Ray node offers "
+            f"({node_memory() / 2**30:.1f} GiB); lower --memory-budget or add a node with more memory"
+        )

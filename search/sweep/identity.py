@@ -1,0 +1,91 @@
+"""What a sweep is, so that a resume never mixes two searches: a sweep name holds one dataset (dataset.json),
+and each model's folder one set of settings (sweep.json). The number of trials is not part of it (a sweep
+grows), and neither is a time budget (it belongs to one command)."""
+
+import dataclasses
+import hashlib
+import json
+
+from configs.errors import UserError
+from data_pipeline.sources import fingerprint
+from search.core.provenance import provenance
+from search.store.layout import ModelDir, RunDir
+from search.sweep.storage import remove
+
+GROWS = {"search.trials"}  # settings a resume may change
+
+
+def check_dataset(run: RunDir, settings, fresh: bool) -> str:
+    """The data settings (max_len aside: each model searches its own) and the source's content; with --fresh
+    a sweep of other data is discarded. Returns the data's identity (for the baseline)."""
+    data = {k: v for k, v in dataclasses.asdict(settings.data).items() if k != "max_len"}
+    wanted = json.loads(json.dumps({"data": data, "source": fingerprint(settings.data)}))
+    saved = run.read_dataset()
+    if saved is not None:
+        changed = [
+            f"data.{k} was {saved['data'].get(k)!r}, now {v!r}"
+            for k, v in wanted["data"].items()
+            if saved["data"].get(k) != v
+        ]
+        if saved["source"] != wanted["source"]:
+            changed.append(f"the source's content changed ({saved['source']} -> {wanted['source']})")
+        if changed and not fresh:
+            raise UserError(
+                f"{run.root} holds sweeps of other data: {'; '.join(changed)}; pass --fresh to discard "
+                f"them, or "
+                "--name to start another sweep"
+            )
+        if changed:
+            print(f"--fresh: the data changed ({'; '.join(changed)}); discarding all of {run.root}")
+            run.clear()
+    return hashlib.sha256(run.write_dataset(wanted)).hexdigest()[:16]
+
+
+def _comparable(settings) -> dict:
+    return json.loads(json.dumps(settings.as_dict()))
+
+
+def differences(saved: dict, settings) -> list[str]:
+    """["search.trials", ...]: the dotted keys whose values differ; a key the saved settings lack is newer
+    than
+    the sweep, which ran with its default."""
+    wanted, out = _comparable(settings), []
+    for section in ("data", "model", "train", "search"):
+        default = json.loads(json.dumps(dataclasses.asdict(type(settings.section(section))())))
+        for key in sorted(set(wanted[section]) | set(saved[section])):
+            if wanted[section].get(key) != saved[section].get(key, default.get(key)):
+                out.append(f"{section}.{key}")
+    return out
+
+
+def check_settings(folder: ModelDir, settings) -> None:
+    """One model folder holds one search: other settings would mix two of them."""
+    saved = folder.read_settings()
+    if saved is None:
+        return
+    for key in differences(saved, settings):
+        if key in GROWS:
+            continue
+        section, _, name = key.partition(".")
+        raise UserError(
+            f"{folder.root} was started with {key}={saved[section].get(name)!r}, not "
+            f"{settings.get(key)!r}; rerun with the same settings to resume, or pass --fresh to discard "
+            f"it, or "
+            "--name to start another sweep"
+        )
+
+
+def begin(folder: ModelDir, settings, fresh: bool, experiment: str) -> None:
+    """After every check has passed (a refused command changes nothing): discard the old sweep on --fresh,
+    then record the settings that a resume must repeat."""
+    if fresh and folder.exists():
+        print(
+            f"--fresh: discarding {folder.root} ({len(folder.trial_dirs())} trial folders, checkpoints, "
+            f"results)"
+        )
+        folder.remove()
+    if fresh:
+        remove(experiment)  # where --storage put the trials (gone already when that is the model's folder)
+    saved = folder.read_settings()
+    if saved is None or differences(saved, settings):
+        folder.write_settings(_comparable(settings), provenance())

@@ -1,0 +1,62 @@
+"""Ctrl-C and SIGTERM: a sweep stops within seconds, keeps everything it finished, and resumes where it
+stopped.
+
+Ray Tune would catch SIGINT itself and return from Tuner.fit() as if the search had ended, and SIGTERM would
+end the driver at once. Instead, while a command runs, the first SIGINT or SIGTERM:
+- during a search, asks Ray Tune to stop (through its SIGUSR1 handler, at its next step): it saves its state
+and
+  stops the running trials, which continue from their last epoch checkpoint next time; the command then stops;
+- anywhere else (data preparation, the retrain), stops the command at once.
+Either way nothing is retrained or summarised as if finished, and the command exits 128 + the signal's number
+(130, 143) with one line that says how to resume. A second signal stops at once.
+"""
+
+import os
+import signal
+import sys
+
+from ray import tune
+
+from configs.errors import Interrupted
+
+RESUME = "the sweep's state is saved; run the same command again to resume it"
+
+
+class Signals:
+    def __init__(self):
+        self.signum: int | None = None
+        self.searching = False
+
+    def install(self) -> None:
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours decides, and tells Tune through SIGUSR1
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        first = self.signum is None
+        self.signum = self.signum or signum
+        if first and self.searching:
+            print("stopping: the running trials are saved to continue later ...", file=sys.stderr, flush=True)
+            return
+        raise Interrupted(self.signum, RESUME)
+
+    def check(self) -> None:
+        """Raise Interrupted if a signal came while the search ran."""
+        if self.signum is not None:
+            raise Interrupted(self.signum, RESUME)
+
+
+SIGNALS = Signals()
+
+
+class TellTune(tune.Callback):
+    """Asks Ray Tune to stop at its next step once a signal came (Tune's handler for SIGUSR1 is in place while
+    it runs its loop, which is where this callback is called from)."""
+
+    def __init__(self):
+        self.told = False
+
+    def on_step_begin(self, iteration, trials, **info):
+        if SIGNALS.signum is not None and not self.told:
+            self.told = True
+            os.kill(os.getpid(), signal.SIGUSR1)

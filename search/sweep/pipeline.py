@@ -1,0 +1,233 @@
+"""One model's sweep, step by step: check that the folder holds this search, search (or resume), record the
+trials, pick the best, retrain it (and the default configuration) on several seeds, and summarise.
+
+    summary = sweep_model(settings, RunDir(Path("runs/imdb")), SweepOptions())
+"""
+
+import resource
+import time
+from dataclasses import dataclass, field
+
+import yaml
+
+from configs.errors import UserError
+from data_pipeline.prepare import PreparedData, format_report
+from models import input_lines, input_report
+from search.core.provenance import provenance
+from search.core.settings import Settings, apply_params, parse_bytes
+from search.store import study
+from search.store.layout import ModelDir, RunDir
+from search.store.records import SUMMARY_FORMAT, Summary, TrialRecord
+from search.sweep.budget import TimeBudget
+from search.sweep.bundle import save_bundle
+from search.sweep.cluster import check_resources, connect, node_cpus
+from search.sweep.identity import begin, check_settings
+from search.sweep.inputs import model_inputs, prepare_for_sweep, sweep_inputs
+from search.sweep.results import choose_best, counts
+from search.sweep.retrain import retrain
+from search.sweep.storage import check_storage, join, tidy
+from search.sweep.tuner import SearchOutcome, run_search
+from search.sweep.warmstart import told_points
+
+
+@dataclass
+class SweepOptions:
+    cache_dir: str | None = None
+    address: str | None = None
+    cpus: int | None = None  # per trial; None: every CPU of a node
+    fresh: bool = False
+    default: bool = True  # retrain the default configuration too, to say what the search bought
+    budget: TimeBudget | None = None
+    warm_start: list[RunDir] = field(default_factory=list)
+
+
+def sweep_model(settings: Settings, run: RunDir, options: SweepOptions) -> Summary:
+    name = settings.model_name
+    folder = run.model(name)
+    if not options.fresh:
+        check_settings(folder, settings)
+    done = None if options.fresh else folder.read_summary()
+    if done is not None and settings.search.trials <= done.trials["total"]:
+        _say_finished(name, settings.search.trials, done)
+        return done
+    start = time.time()
+    data = prepare_for_sweep(settings, options.cache_dir)
+    connect(options.address)
+    cpus = options.cpus or node_cpus()
+    check_resources(cpus, parse_bytes(settings.search.memory_budget), settings.search.memory_budget)
+    experiment = join(check_storage(settings.search.storage, run.root), name)
+    begin(folder, settings, options.fresh, experiment)
+    if options.fresh:
+        study.delete_study(run, name)
+    outcome = _search(settings, run, data, experiment, cpus, options)
+    search_wall = time.time() - start  # this run's; an interrupted earlier run's time is not counted
+    records = outcome.records
+    _record(run, folder, settings, records, experiment)
+    best = _pick(name, records)
+    if done is not None and done.best_trial == best.trial_id and done.seeds == _seeds(settings):
+        print(f"[{name}] the best trial is still {best.trial_id}: its retrain is kept", flush=True)
+        tuned, default, report = done.retrain, done.default, done.data_report
+    else:
+        tuned, default, report = _retrain(settings, records, best, data, folder, cpus, options)
+    summary = Summary(
+        model=name,
+        dataset=data.name,
+        trials=counts(records),
+        best_trial=best.trial_id,
+        best_params=best.params,
+        best_val_loss=best.best_val_loss,
+        best_val_acc=best.best_val_acc,
+        search_wall_s=search_wall,
+        retrain=tuned,
+        data_report=report,
+        optuna_states=_states(study.load_study(run, name)),
+        searcher_states=outcome.searcher_states,
+        best_trial_peak_rss_mb=best.peak_rss_mb,
+        wall_s=time.time() - start,
+        provenance=provenance(),
+        # the driver's own peak (data, Ray's client, the retrain); trials run in their own processes
+        driver_peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        format=SUMMARY_FORMAT,
+        default=default,
+        search={
+            "asked": settings.search.trials,
+            "ran": len(records),
+            "stopped_by": "time budget" if outcome.ended_by_budget else "trials",
+            "told": outcome.told,
+        },
+    )
+    folder.write_summary(summary)
+    return summary
+
+
+def _say_finished(name: str, asked: int, done: Summary) -> None:
+    if asked < done.trials["total"]:
+        print(
+            f"[{name}] asked for {asked} trials, but this sweep finished {done.trials['total']}: showing "
+            f"those "
+            f"(use --fresh to start a smaller sweep)",
+            flush=True,
+        )
+    else:
+        print(f"[{name}] sweep finished earlier: nothing to train (use --fresh to run it again)", flush=True)
+
+
+def _seeds(settings: Settings) -> list[int]:
+    return [settings.train.seed + i for i in range(settings.search.seeds)]
+
+
+def _search(settings, run: RunDir, data: PreparedData, experiment: str, cpus: int, options) -> SearchOutcome:
+    name = settings.model_name
+    inputs = sweep_inputs(settings, data, options.cache_dir)
+    told = told_points(settings, options.warm_start)
+    if told:
+        print(
+            f"[{name}] warm start: {len(told)} earlier trials inform the sampler (they are not trials here)"
+        )
+    print(
+        f"[{name}] searching {settings.search.trials} trials, {settings.search.concurrent} at a time, {cpus} "
+        f"CPU(s) and {settings.search.memory_budget} each, trials in {experiment}",
+        flush=True,
+    )
+    gate = options.budget.gate(settings) if options.budget else None
+    return run_search(
+        settings,
+        inputs,
+        data.num_classes,
+        experiment,
+        cpus,
+        name,
+        on_trial=lambda record: study.add_trial(run, name, record, settings.space),
+        told=told,
+        gate=gate,
+    )
+
+
+def _record(run: RunDir, folder: ModelDir, settings, records: list[TrialRecord], experiment: str) -> None:
+    if records:
+        folder.write_trials(records)
+    study.write_study(run, settings.model_name, records, settings.space)
+    tidy(experiment, {r.path.rstrip("/").rsplit("/", 1)[-1] for r in records})
+
+
+def _pick(name: str, records: list[TrialRecord]) -> TrialRecord:
+    best = choose_best(records)
+    if best is None:
+        found = counts(records)
+        reasons = sorted({r.reason for r in records if r.reason})
+        hint = f"first reason: {reasons[0]}" if reasons else "raise --memory-budget or widen the search space"
+        raise UserError(f"no {name} trial reached a validation loss ({found}); {hint}")
+    print(
+        f"[{name}] best trial {best.trial_id}: val loss {best.best_val_loss:.4f}, val acc "
+        f"{best.best_val_acc:.4f}",
+        flush=True,
+    )
+    return best
+
+
+def _retrain(
+    settings: Settings, records, best: TrialRecord, data: PreparedData, folder: ModelDir, cpus: int, options
+):
+    """(the tuned configuration's retrain summary, the default's or None, the data report): the tuned one
+    saved
+    as the bundle, every seed's predictions kept."""
+    name, seeds = settings.model_name, _seeds(settings)
+    tuned_settings = apply_params(settings, best.params)
+    inputs, info = model_inputs(tuned_settings, data, ("train", "val", "test"), options.cache_dir)
+    report = data.report | input_report(info)
+    for line in input_lines(info):
+        print(f"[{name}] {line}", flush=True)
+    print(f"[{name}] retraining the best configuration on seeds {seeds}", flush=True)
+    tuned, kept = retrain(
+        tuned_settings, inputs, info, data.num_classes, seeds, cpus, data.test.clean_texts, folder.bundle
+    )
+    save_bundle(folder.bundle, tuned_settings, data, info, tuned)
+    for split, predictions in kept.items():
+        folder.write_predictions("tuned", split, predictions)
+    default = None
+    if options.default:
+        default = _retrain_default(settings, records, best, tuned, kept, data, folder, cpus, options)
+    best_config = yaml.safe_dump(
+        {k: v for k, v in tuned_settings.as_dict().items() if k in ("model", "train")}, sort_keys=False
+    )
+    folder.write_results(best_config, data.report, tuned["seeds"])
+    return tuned, default, report
+
+
+def _retrain_default(
+    settings, records, best, tuned, kept, data, folder: ModelDir, cpus: int, options
+) -> dict:
+    """The model's default configuration (the sweep's first trial) on the same seeds and test texts; when it
+    cannot be (it failed in the search, or in its retrain), why not."""
+    name = settings.model_name
+    defaults = {k: settings.get(k) for k in settings.space}
+    if best.params == defaults:
+        print(f"[{name}] the best configuration is the default one: its retrain serves both", flush=True)
+        result, predictions = tuned, kept
+    else:
+        failed = next((r for r in records if r.params == defaults and r.state == "failed"), None)
+        if failed is not None:
+            return {"skipped": f"the default configuration failed in the search: {failed.reason}"}
+        print(f"[{name}] retraining the default configuration, to say what the search bought", flush=True)
+        inputs, info = model_inputs(settings, data, ("train", "val", "test"), options.cache_dir)
+        try:
+            result, predictions = retrain(
+                settings, inputs, info, data.num_classes, _seeds(settings), cpus, data.test.clean_texts
+            )
+        except UserError as err:
+            print(f"[{name}] the default configuration could not be retrained: {err}", flush=True)
+            return {"skipped": str(err)}
+    for split, p in predictions.items():
+        folder.write_predictions("default", split, p)
+    return result
+
+
+def _states(found) -> dict:
+    if found is None:
+        return {}
+    states = [t.state.name for t in found.trials]
+    return {s: states.count(s) for s in sorted(set(states))}
+
+
+def print_data_report(data: PreparedData) -> None:
+    print(format_report(data.report), flush=True)

@@ -1,0 +1,157 @@
+"""Retrain a configuration once per seed, evaluate on test and keep every prediction: the only code that reads
+test. The tuned configuration's weights go into the bundle; the default configuration is retrained the same
+way
+to say what the search bought."""
+
+import dataclasses
+import statistics
+import time
+
+import numpy as np
+from safetensors.torch import save_file
+
+from configs.errors import UserError
+from models import build_model, count_params, entry
+from models.batching import UNBATCHED
+from search.core.settings import Settings, apply_params, parse_bytes
+from search.engine import fit, metrics, predict, seed_everything
+from search.engine.memory import MemoryBudgetExceeded, MemoryWatch, release_memory
+from search.store import files
+from search.store.layout import BundleDir, Predictions
+
+METRICS = ("accuracy", "precision", "recall", "f1")
+
+
+def inference_rate(model, data: dict, batch_size: int = 256, repeats: int = 3, batching=UNBATCHED) -> float:
+    """Samples per second of batched prediction (median of repeats)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predict(model, data, batch_size, batching=batching)
+        times.append(time.perf_counter() - start)
+    return len(data["labels"]) / statistics.median(times)
+
+
+def text_inference_rate(
+    settings: Settings, model, num_classes: int, texts: list[str], tensors: dict
+) -> float:
+    """Samples per second from text where the model's own inputs are costly to make from text (a head on
+    cached encoder features: the encoder runs too); else from its own tensors."""
+    model_entry = entry(settings.model_name)
+    if model_entry.text_model is None:
+        return inference_rate(model, tensors, batching=model_entry.batching)
+    full, tokens = model_entry.text_model(model, settings.model, num_classes, texts)
+    return inference_rate(full, tokens, batch_size=128, repeats=1, batching=model_entry.batching)
+
+
+def _train_one(cfg: Settings, inputs: dict, info: dict, num_classes: int, seed: int):
+    """(model, fit result, watch) of one seed, under the sweep's memory budget (in the driver, whose RSS
+    includes
+    the data it holds)."""
+    seed_everything(seed)
+    release_memory()
+    with MemoryWatch(parse_bytes(cfg.search.memory_budget), hard_limit=False) as watch:
+        try:
+            model = build_model(cfg.model_name, cfg.model, num_classes, info)
+            result = fit(
+                model,
+                inputs["train"],
+                inputs["val"],
+                cfg.train,
+                on_batch=watch.check,
+                batching=entry(cfg.model_name).batching,
+            )
+        except MemoryBudgetExceeded as err:
+            raise UserError(
+                f"retraining {cfg.model_name} (seed {seed}): {err}; raise --memory-budget "
+                "(the retrain runs in the driver, which also holds the data)"
+            ) from None
+    return model, result, watch
+
+
+def _probabilities(model, data: dict, cfg: Settings) -> np.ndarray:
+    logits = predict(model, data, cfg.train.eval_batch_size, cfg.train.bf16, entry(cfg.model_name).batching)
+    return logits.softmax(1).numpy()
+
+
+def save_weights(bundle: BundleDir, seed: int, model) -> None:
+    """The whole module as trained: for a head on cached encoder outputs that is the head (and any unfrozen
+    top
+    layers); the frozen encoder below is loaded again by name (search/sweep/bundle.py)."""
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    files.write_with(bundle.weights(seed), lambda tmp: save_file(tensors, str(tmp)))
+
+
+def retrain(
+    config: Settings,
+    inputs: dict,
+    info: dict,
+    num_classes: int,
+    seeds: list[int],
+    cpus: int,
+    test_texts: list[str],
+    bundle: BundleDir | None = None,
+) -> tuple[dict, dict[str, Predictions]]:
+    """config: the configuration; inputs: its train, val and test tensors; test_texts: the test texts as the
+    model would receive them, to time inference from text; bundle: where each seed's weights go (none for the
+    default configuration). Returns (summary over seeds, {"val"|"test": each seed's class probabilities})."""
+    runs, probs = [], {"val": [], "test": []}
+    for seed in seeds:
+        cfg = apply_params(config, {"train.seed": seed, "train.threads": cpus})
+        model, result, watch = _train_one(cfg, inputs, info, num_classes, seed)
+        for split in probs:
+            probs[split].append(_probabilities(model, inputs[split], cfg))
+        labels = inputs["test"]["labels"].numpy()
+        test = metrics(labels, probs["test"][-1].argmax(1), num_classes)
+        if bundle is not None:
+            save_weights(bundle, seed, model)
+        last = result.history[-1]
+        params, trainable = count_params(model)
+        rate = (
+            runs[0]["inference_per_s"]
+            if runs and entry(cfg.model_name).text_model
+            else text_inference_rate(cfg, model, num_classes, test_texts[:256], inputs["test"])
+        )
+        runs.append(
+            {
+                "seed": seed,
+                "test": test,
+                "epochs": len(result.history),
+                "best_epoch": result.best_epoch,
+                "best_val_loss": result.best_val_loss,
+                "history": [dataclasses.asdict(h) for h in result.history],
+                "mean_epoch_s": statistics.mean(h.seconds for h in result.history),
+                "inference_per_s": rate,
+                "overfitting": last.overfitting,
+                "collapse": last.collapse,
+                "params": params,
+                "trainable_params": trainable,
+                "peak_rss_mb": watch.peak_mb,
+            }
+        )
+        print(
+            f"  retrain seed {seed}: test accuracy {test['accuracy']:.4f}, F1 {test['f1']:.4f} "
+            f"({len(result.history)} epochs)",
+            flush=True,
+        )
+    kept = {
+        split: Predictions(np.stack(p), inputs[split]["labels"].numpy(), list(seeds))
+        for split, p in probs.items()
+    }
+    return summarize(runs), kept
+
+
+def summarize(runs: list[dict]) -> dict:
+    mean = {m: statistics.mean(r["test"][m] for r in runs) for m in METRICS}
+    std = {m: statistics.stdev(r["test"][m] for r in runs) if len(runs) > 1 else 0.0 for m in METRICS}
+    return {
+        "seeds": runs,
+        "mean": mean,
+        "std": std,
+        "mean_epoch_s": statistics.mean(r["mean_epoch_s"] for r in runs),
+        "inference_per_s": statistics.median(r["inference_per_s"] for r in runs),
+        "params": runs[0]["params"],
+        "trainable_params": runs[0]["trainable_params"],
+        "overfitting": any(r["overfitting"] for r in runs),
+        "collapse": any(r["collapse"] for r in runs),
+    }
