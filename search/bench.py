@@ -65,6 +65,9 @@ def main(argv=None):
         help="encoder for the distilbert rows (default: the installed all-MiniLM-L6-v2 package, if any)",
     )
     parser.add_argument(
+        "--work", default=".bench", help="where long sections keep their logs (default ./.bench)"
+    )
+    parser.add_argument(
         "--20ng-archive",
         dest="archive",
         default=os.environ.get("SWEETSPOT_20NG_ARCHIVE"),
@@ -80,7 +83,7 @@ def main(argv=None):
     )
     set_threads(0)
     plan = QUICK if args.quick else FULL
-    report = run(Context(plan, bench_data(plan), args.encoder, args.archive), command, only)
+    report = run(Context(plan, bench_data(plan), args.encoder, args.archive, Path(args.work)), command, only)
     print(report)
     out = args.out or (None if args.quick or args.only else "BENCHMARKS.md")
     if out:

@@ -171,21 +171,24 @@ def sweep(args, models: list[str], run: RunDir, budget: TimeBudget | None) -> No
 def main(argv=None):
     args = parse_args(argv)
     check_args(args)
-    SIGNALS.install()
     start = time.time()
     models = list(MODELS) if args.model == "all" else [args.model]
     first = settings_from_args(models[0], args, search_overrides(args))
     run = RunDir(Path(args.runs_dir) / (args.name or default_name(first)))
     budget = TimeBudget(parse_duration(args.time_budget), models, start) if args.time_budget else None
-    with SweepLock(run.lock_path) as lock:
-        if lock.took_over:
-            print(
-                f"took over {run.root}'s lock from PID {lock.took_over.get('pid')}, which is no longer "
-                f"running",
-                flush=True,
-            )
-        sweep(args, models, run, budget)
-        print("\n" + write_leaderboard(run, plots=not args.no_plots))
+    SIGNALS.install()
+    try:
+        with SweepLock(run.lock_path) as lock:
+            if lock.took_over:
+                holder = lock.took_over
+                print(
+                    f"took over the lock of {run.root} from PID {holder.get('pid')}, no longer running",
+                    flush=True,
+                )
+            sweep(args, models, run, budget)
+            print("\n" + write_leaderboard(run, plots=not args.no_plots))
+    finally:
+        SIGNALS.restore()
     print(f"\nwall time {time.time() - start:.0f}s; results in {run.root}")
     if args.json:
         summaries, baseline = load_sweep(run)

@@ -41,6 +41,7 @@ class Context:
     data: object  # PreparedData: IMDB at 64 tokens
     encoder: str | None
     archive: str | None
+    work: Path = Path(".bench")  # logs of long sections, so that a stopped benchmark continues
 
 
 def median_time(fn, repeats: int) -> float:

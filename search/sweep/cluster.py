@@ -2,6 +2,7 @@
 offer."""
 
 import os
+import signal
 import socket
 
 import optuna
@@ -27,15 +28,23 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
         return
     # A private local cluster listens on loopback only: nothing else on the network can join it.
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    # address="local": always a new private instance. Without it Ray joins whatever RAY_ADDRESS names or the
-    # cluster that `ray start` left in its temp directory, and hangs if that one is gone.
-    ray.init(
-        address="local",
-        num_cpus=num_cpus,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level="ERROR",
-    )
+    # Ray's processes are born into the driver's process group, so a Ctrl-C or a SIGTERM sent to the group (by
+    # a terminal, a scheduler) would reach them too and kill the trials before the driver could stop them
+    # cleanly. They inherit the signal mask they are started with: started with SIGINT and SIGTERM blocked,
+    # they leave those signals to the driver (Ray blocks SIGINT itself; it stops its processes with SIGKILL).
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        # address="local": always a new private instance. Without it Ray joins whatever RAY_ADDRESS names or
+        # the cluster that `ray start` left in its temp directory, and hangs if that one is gone.
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+        )
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def enable_token_auth_if_available() -> None:

@@ -26,11 +26,23 @@ class Signals:
     def __init__(self):
         self.signum: int | None = None
         self.searching = False
+        self.previous: dict | None = None  # the handlers before install(), while ours are in place
 
     def install(self) -> None:
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours decides, and tells Tune through SIGUSR1
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
+        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        if self.previous is None:
+            self.previous, self.signum = previous, None
+
+    def reclaim(self) -> None:
+        """ray.init sets a SIGTERM handler of its own (and its core worker one below Python's): take it back."""
+        if self.previous is not None:
+            self.install()
+
+    def restore(self) -> None:
+        for sig, handler in (self.previous or {}).items():
+            signal.signal(sig, handler)
+        self.previous = None
 
     def _handle(self, signum, frame) -> None:
         first = self.signum is None

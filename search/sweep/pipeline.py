@@ -23,6 +23,7 @@ from search.sweep.bundle import save_bundle
 from search.sweep.cluster import check_resources, connect, node_cpus
 from search.sweep.identity import begin, check_settings
 from search.sweep.inputs import model_inputs, prepare_for_sweep, sweep_inputs
+from search.sweep.interrupt import SIGNALS
 from search.sweep.results import choose_best, counts
 from search.sweep.retrain import retrain
 from search.sweep.storage import check_storage, join, tidy
@@ -53,6 +54,7 @@ def sweep_model(settings: Settings, run: RunDir, options: SweepOptions) -> Summa
     start = time.time()
     data = prepare_for_sweep(settings, options.cache_dir)
     connect(options.address)
+    SIGNALS.reclaim()
     cpus = options.cpus or node_cpus()
     check_resources(cpus, parse_bytes(settings.search.memory_budget), settings.search.memory_budget)
     experiment = join(check_storage(settings.search.storage, run.root), name)

@@ -98,12 +98,14 @@ def run_search(
     on_trial=None,
     told: list[dict] | None = None,
     gate: Optional[Callable[[Progress], bool]] = None,
+    callbacks: list | None = None,
 ) -> SearchOutcome:
     """inputs: what search.sweep.inputs.sweep_inputs made (train and val of every variant, never test).
     experiment: where Ray keeps the trials (a directory or a URI). on_trial: called with each trial's record
     as
     it ends. told: finished points from an earlier sweep for a new search's sampler. gate(progress): whether
-    another trial may start (the time budget). Raises Interrupted after SIGINT or SIGTERM."""
+    another trial may start (the time budget). callbacks: more Tune callbacks (the benchmarks' clocks). Raises
+    Interrupted after SIGINT or SIGTERM."""
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")  # small state, saved often: a kill loses little
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0, the legacy reporter prints nothing
     run = trainable(settings, inputs, num_classes, cpus)
@@ -118,9 +120,8 @@ def run_search(
     progress = Progress(label, settings.search.trials, settings.search.concurrent)
     GATE.open((lambda: gate(progress)) if gate else None)
     # Tuner.restore takes no RunConfig, and the callbacks need this run's clock: set them on the tuner.
-    tuner._local_tuner._run_config.callbacks = [progress, TellTune()] + (
-        [LiveStudy(on_trial)] if on_trial else []
-    )
+    live = [LiveStudy(on_trial)] if on_trial else []
+    tuner._local_tuner._run_config.callbacks = [progress, TellTune(), *live, *(callbacks or [])]
     SIGNALS.searching = True
     try:
         results = tuner.fit()
