@@ -5,8 +5,9 @@
         --ensemble --output predictions.csv
 
 Texts are processed exactly as the training data was (runs/<name>/<model>/model/meta.json says how).
-The model defaults to the leaderboard's best; its weights default to the retrain seed with the lowest
-validation loss; --ensemble averages every seed's probabilities.
+The model defaults to the validation winner (the ensemble of the sweep's models when it won on validation);
+its weights default to the retrain seed with the lowest validation loss; --ensemble averages every seed's
+probabilities. --model ensemble serves the ensemble (every seed of each member).
 """
 
 import argparse
@@ -19,8 +20,9 @@ import pandas as pd
 from configs.errors import UserError, cli_entry, require
 from data_pipeline.sources import read_table
 from models import MODELS
+from search.analysis.rows import served_model
 from search.store.layout import ModelDir, RunDir
-from search.sweep.bundle import load_bundle
+from search.sweep.bundle import EnsembleBundle, load_bundle
 
 
 def parse_args(argv):
@@ -30,7 +32,10 @@ def parse_args(argv):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--run", required=True, help="a sweep directory, e.g. runs/imdb")
-    parser.add_argument("--model", help="which model of the sweep (default: the leaderboard's best)")
+    parser.add_argument(
+        "--model",
+        help="which model of the sweep, or ensemble (default: the validation winner; test is not looked at)",
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", action="append", help="a text to classify (repeatable)")
     source.add_argument("--input", help="a .csv, .jsonl or .parquet file of texts")
@@ -44,14 +49,14 @@ def parse_args(argv):
 
 
 def best_model(run: RunDir) -> str:
-    """The model with the highest mean test accuracy: the leaderboard's top row."""
-    summaries = run.summaries(list(MODELS))
+    """The validation winner among the models search.predict can serve (the ensemble included): test is not
+    looked at."""
     require(
-        summaries,
+        run.finished_models([]),
         f"{run.root} has no finished model yet (no <model>/{ModelDir.SUMMARY}); finish it with "
         "python -m search.tune, or pass --run of a finished sweep",
     )
-    return max(summaries, key=lambda s: s.retrain["mean"]["accuracy"]).model
+    return served_model(run, run.summaries(list(MODELS)))
 
 
 def read_texts(args) -> list[str]:
@@ -76,9 +81,14 @@ def load(run: RunDir, model: str | None):
         f"no sweep at {run.root}; pass --run runs/<name> of a sweep made by python -m search.tune",
     )
     model = model or best_model(run)
-    folder = run.model(model)
+    folder = run.ensemble if model == "ensemble" else run.model(model)
     require(
-        folder.has_summary() and folder.bundle.root.is_dir(),
+        model != "ensemble" or folder.bundle.read_meta() is not None,
+        f"{run.root} has no ensemble: it did not beat the best single model on validation, or the report has "
+        "not run yet (python -m search.report); pass --model with one of the models",
+    )
+    require(
+        (folder.has_summary() or model == "ensemble") and folder.bundle.root.is_dir(),
         f"the {model} sweep in {run.root} has not finished (no trained model in {folder.bundle.root}); "
         f"run the "
         "same python -m search.tune command again to finish it",
@@ -91,7 +101,7 @@ def predictions(bundle, texts: list[str], seeds: list[int]) -> pd.DataFrame:
     names = bundle.label_names
     frame = pd.DataFrame({"text": texts, "label": [names[i] for i in probs.argmax(1).tolist()]})
     for i, name in enumerate(names):
-        frame[f"p_{name}"] = probs[:, i].numpy()
+        frame[f"p_{name}"] = probs[:, i]
     return frame
 
 
@@ -130,9 +140,16 @@ def main(argv=None):
     texts = read_texts(args)
     bundle = load(RunDir(Path(args.run)), args.model)
     seeds = bundle.seeds
-    if args.seed is not None and args.seed not in seeds:
+    if isinstance(bundle, EnsembleBundle):
+        require(
+            args.seed is None,
+            "--seed: the ensemble averages every seed of its members; leave out --seed, or pass --model M",
+        )
+        chosen = []
+    elif args.seed is not None and args.seed not in seeds:
         raise UserError(f"--seed {args.seed}: this model was retrained on seeds {seeds}")
-    chosen = seeds if args.ensemble else [args.seed if args.seed is not None else bundle.best_seed()]
+    else:
+        chosen = seeds if args.ensemble else [args.seed if args.seed is not None else bundle.best_seed()]
     frame = predictions(bundle, texts, chosen)
     write(frame, args.output)
 

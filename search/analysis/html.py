@@ -5,11 +5,9 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from search.store import files
-from search.store.layout import RunDir
-
 from search.analysis.tables import (
     DETAIL_HEADERS,
+    DETAIL_NOTE,
     KNOB_HEADERS,
     MAIN_HEADERS,
     analysis_lines,
@@ -17,6 +15,7 @@ from search.analysis.tables import (
     knob_table,
     main_rows,
 )
+from search.store import files
 
 STYLE = """
 body { font-family: sans-serif; margin: 2em; max-width: 1200px; }
@@ -30,23 +29,29 @@ def _table(rows, headers) -> str:
     return tabulate(rows, headers=headers, tablefmt="html")
 
 
-def write_html(run: RunDir, summaries: list, baseline, analyses: dict, images: list[Path]) -> Path:
+def write_html(board, images: list[Path]) -> Path:
+    """board: search.analysis.leaderboard.Board."""
+    run = board.run
+
     def img(path: Path) -> str:
         src = html.escape(path.relative_to(run.root).as_posix())
         return f'<img src="{src}" alt="{html.escape(path.stem)}">'
 
-    dataset = summaries[0].dataset if summaries else "?"
     body = [
-        f"<h1>sweetspot: {html.escape(run.name)} ({html.escape(dataset)})</h1>",
-        "<h2>Leaderboard (test set, mean over retrain seeds)</h2>",
-        _table(main_rows(summaries, baseline), MAIN_HEADERS),
-        _table(detail_rows(summaries, analyses), DETAIL_HEADERS),
+        f"<h1>sweetspot: {html.escape(run.name)} ({html.escape(board.dataset)})</h1>",
+        "<h2>Leaderboard (test set: the mean over retrain seeds, 95% bootstrap intervals over the "
+        "texts)</h2>",
+        _table(main_rows(board.rows, detailed=True), MAIN_HEADERS),
+        *(f"<p>{html.escape(note)}</p>" for note in board.notes),
+        f"<p>search.predict serves {html.escape(str(board.served))} by default (the validation winner)</p>",
+        _table(detail_rows(board.summaries, board.analyses, board.baseline), DETAIL_HEADERS),
+        f"<p>{html.escape(DETAIL_NOTE)}</p>",
     ]
     by_model = {}
     for path in images:
         by_model.setdefault(path.stem.split("-")[0], []).append(path)
-    for s in summaries:
-        model, analysis = s.model, analyses[s.model]
+    for s in board.summaries:
+        model, analysis = s.model, board.analyses[s.model]
         title, notes = analysis_lines(model, analysis)
         body += [f"<h2>{html.escape(model)}</h2>", f"<p>{html.escape(title)}</p>"]
         if "knobs" in analysis:

@@ -1,22 +1,30 @@
 """What a finished sweep says about its knobs, computed from its Optuna study (search/store/study.py) and the
 retrain of its best configuration:
-- importance: Optuna's fANOVA over every trial that reached a validation loss. A trial that ASHA stopped
-  counts at the best loss it reached (Optuna's own evaluators read COMPLETE trials only, and leaving the
-  stopped ones out would hide exactly the regions the search learned to avoid);
-- the sweet spot: for each searched knob, the range that the best quarter of those trials occupies;
+- importance with its uncertainty (search/analysis/importance.py), over every trial that reached a validation
+  loss: a trial that ASHA stopped counts at the best loss it reached (Optuna's own evaluators read COMPLETE
+  trials
+  only, and leaving the stopped ones out would hide exactly the regions the search learned to avoid);
+- the sweet spot: for each searched knob, the range (or the choices) that the best quarter of those trials
+  occupies, flagged `edge` when it touches a searched bound (search further) and `broad` when it covers most
+  of
+  the searched range (the knob hardly matters);
 - the train/validation gap of the retrained best configuration at its best epoch.
 """
 
 import math
 
+import numpy as np
 import optuna
-from optuna.importance import FanovaImportanceEvaluator
+from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
+
+from search.analysis.importance import MIN_TRIALS, knob_importance
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # in-memory views would each log their creation
 
 TOP_SHARE = 0.25
-EVALUATOR = FanovaImportanceEvaluator(seed=0)
+EDGE = 0.05  # a sweet spot within 5% of the range (log scale for log knobs) of a bound touches it
+BROAD = 0.75  # a sweet spot over 75% of the range, or over every choice, is broad
 RULES = {
     "overfitting": "train acc > 85% and more than 10 points above val acc at the last epoch",
     "collapse": "one class predicted for all of val at the last epoch",
@@ -33,24 +41,9 @@ def scored_trials(study: optuna.Study) -> list:
     return sorted(trials, key=lambda t: t.user_attrs["best_val_loss"])
 
 
-def importance(study: optuna.Study) -> dict[str, float]:
-    """{knob: share of the variance of the best validation loss}; {} with fewer than 3 scored trials or
-    when no knob varies."""
-    varied = varied_knobs(study)
-    if len(scored_trials(study)) < 3 or not varied:
-        return {}
-    found = optuna.importance.get_param_importances(scored_view(study), evaluator=EVALUATOR, params=varied)
-    return {k: float(v) for k, v in found.items()}
-
-
-def varied_knobs(study: optuna.Study) -> list[str]:
-    trials = scored_trials(study)
-    return [k for k in distributions(study) if len({t.params.get(k) for t in trials}) > 1]
-
-
 def scored_view(study: optuna.Study) -> optuna.Study:
-    """An in-memory study of the scored trials, in the order they ran, each COMPLETE with its best
-    validation loss: what Optuna's importance evaluators and plots read."""
+    """An in-memory study of the scored trials, in the order they ran, each COMPLETE with its best validation
+    loss: what Optuna's plots read."""
     view = optuna.create_study(direction="minimize")
     view.add_trials(
         [
@@ -84,30 +77,63 @@ def sweet_spot(study: optuna.Study) -> dict[str, tuple]:
     out = {}
     for key, dist in distributions(study).items():
         values = [t.params[key] for t in top if key in t.params]
-        if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        if isinstance(dist, CategoricalDistribution):
             out[key] = tuple(v for v in dist.choices if v in values)
         else:
             out[key] = (min(values), max(values))
     return out
 
 
-def knob_rows(study: optuna.Study, chosen: dict) -> list[dict]:
-    """One row per searched knob: importance, sweet spot, chosen value; most important first."""
-    weights = importance(study)
-    spots = sweet_spot(study)
+def _numeric(values) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def flags(dist, spot: tuple) -> dict[str, bool]:
+    """{"edge": the sweet spot touches a searched bound (and is not broad), "broad": it covers most of the
+    range}."""
+    if isinstance(dist, CategoricalDistribution):
+        broad = set(spot) == set(dist.choices)
+        ordered = sorted(dist.choices) if _numeric(dist.choices) else None
+        edge = bool(ordered) and not broad and (ordered[0] in spot or ordered[-1] in spot)
+        return {"edge": edge, "broad": broad}
+    scale = np.log if getattr(dist, "log", False) else (lambda x: x)
+    low, high = scale(dist.low), scale(dist.high)
+    span = high - low
+    a, b = (scale(v) for v in spot)
+    broad = (b - a) >= BROAD * span
+    edge = not broad and (a - low <= EDGE * span or high - b <= EDGE * span)
+    return {"edge": bool(edge), "broad": bool(broad)}
+
+
+def knob_rows(study: optuna.Study, chosen: dict) -> tuple[list[dict], dict]:
+    """(one row per searched knob: importance with its interval, PED-ANOVA, effect, sweet spot, flags, chosen
+    value; most important first — and the importance's own summary: scored trials, the dummy, a note)."""
+    scored = scored_trials(study)
     dists = distributions(study)
-    rows = [
-        {
-            "knob": key,
-            "importance": weights.get(key),
-            # choice: the values the best trials took; otherwise: (lowest, highest) of theirs
-            "choice": isinstance(dists[key], optuna.distributions.CategoricalDistribution),
-            "sweet_spot": spots[key],
-            "chosen": chosen.get(key),
-        }
-        for key in spots
-    ]
-    return sorted(rows, key=lambda r: -(r["importance"] or 0))
+    varied = [k for k in dists if len({repr(t.params.get(k)) for t in scored}) > 1]
+    trials = [(t.params, t.distributions, t.user_attrs["best_val_loss"]) for t in scored]
+    found = knob_importance(trials, varied)
+    spots = sweet_spot(study)
+    rows = []
+    for key, spot in spots.items():
+        weight = found["knobs"].get(key) or {"importance": None, "effect": "not varied"}
+        rows.append(
+            {
+                "knob": key,
+                **{
+                    k: weight.get(k) for k in ("importance", "importance_low", "importance_high", "ped_anova")
+                },
+                "effect": weight.get("effect"),
+                # choice: the values the best trials took; otherwise: (lowest, highest) of theirs
+                "choice": isinstance(dists[key], CategoricalDistribution),
+                "sweet_spot": spot,
+                # the best quarter of too few trials is a trial or two: no range to judge
+                **(flags(dists[key], spot) if len(scored) >= MIN_TRIALS else {"edge": False, "broad": False}),
+                "chosen": chosen.get(key),
+            }
+        )
+    rows.sort(key=lambda r: -(r["importance"] if r["importance"] is not None else -1))
+    return rows, {k: v for k, v in found.items() if k != "knobs"}
 
 
 def fit_gap(retrain: dict) -> dict:
@@ -118,16 +144,16 @@ def fit_gap(retrain: dict) -> dict:
     at_best = [r["history"][r["best_epoch"] - 1] for r in seeds]
     train = sum(h["train_acc"] for h in at_best) / len(at_best)
     val = sum(h["val_acc"] for h in at_best) / len(at_best)
-    flags = []
+    raised = []
     for r in seeds:
         last = r["history"][-1]
         for flag in RULES:
             if last.get(flag):
-                flags.append(
+                raised.append(
                     f"{flag} by seed {r['seed']} (last epoch {last['epoch']}: train acc "
                     f"{last['train_acc']:.3f}, val acc {last['val_acc']:.3f})"
                 )
-    return {"train_acc": train, "val_acc": val, "gap": train - val, "flags": flags}
+    return {"train_acc": train, "val_acc": val, "gap": train - val, "flags": raised}
 
 
 def analyse(study: optuna.Study | None, summary) -> dict:
@@ -135,9 +161,11 @@ def analyse(study: optuna.Study | None, summary) -> dict:
     out = {"fit_gap": fit_gap(summary.retrain)}
     if study is not None:
         scored = scored_trials(study)
+        rows, importance = knob_rows(study, summary.best_params) if scored else ([], {})
         out |= {
             "scored_trials": len(scored),
             "top_trials": len(top_trials(study)),
-            "knobs": knob_rows(study, summary.best_params) if scored else [],
+            "knobs": rows,
+            "importance": importance,
         }
     return out

@@ -1,12 +1,18 @@
-"""The leaderboard: one row per model (test metrics over seeds) plus the TF-IDF + logistic regression row, the
-analysis of each model's knobs, the plots and report.html, all from what the run directory holds."""
+"""The leaderboard of a sweep: one row per model, an ensemble row when it won on validation, and the TF-IDF +
+logistic regression row, with intervals and paired verdicts (search/analysis/rows.py); the analysis of each
+model's knobs; the plots and report.html. All from what the run directory holds."""
+
+import textwrap
+from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
 from models import MODELS
+from search.analysis import rows as boards
 from search.analysis.knobs import analyse
 from search.analysis.tables import (
     DETAIL_HEADERS,
+    DETAIL_NOTE,
     KNOB_HEADERS,
     MAIN_HEADERS,
     analysis_lines,
@@ -14,8 +20,28 @@ from search.analysis.tables import (
     knob_table,
     main_rows,
 )
+from search.engine import metrics
 from search.store import study
 from search.store.layout import RunDir
+from search.sweep.bundle import save_ensemble
+
+
+@dataclass
+class Board:
+    run: RunDir
+    summaries: list
+    baseline: object
+    rows: list = field(default_factory=list)
+    best: object = None  # the validation-best row
+    ensemble: object = None  # analysis.ensemble.Ensemble, kept or not
+    served: str | None = None  # what search.predict serves by default
+    studies: dict = field(default_factory=dict)
+    analyses: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+    @property
+    def dataset(self) -> str:
+        return self.summaries[0].dataset if self.summaries else "?"
 
 
 def load_sweep(run: RunDir) -> tuple[list, object]:
@@ -23,48 +49,147 @@ def load_sweep(run: RunDir) -> tuple[list, object]:
     return run.summaries(list(MODELS)), run.read_baseline()
 
 
-def analysis_text(model: str, analysis: dict, fmt: str) -> str:
-    title, notes = analysis_lines(model, analysis)
-    table = (
-        [tabulate(knob_table(analysis), headers=KNOB_HEADERS, tablefmt=fmt)] if "knobs" in analysis else []
-    )
-    return "\n".join([title, *table, *notes])
+def build(run: RunDir) -> Board:
+    summaries, baseline = load_sweep(run)
+    board = Board(run, summaries, baseline)
+    board.rows, labels = boards.gather(run, summaries, baseline)
+    if labels:
+        board.ensemble = boards.add_ensemble(board.rows, labels)
+        num_classes = len(summaries[0].data_report["label_names"]) if summaries else 2
+        for row in board.rows:
+            if row.kind == "ensemble":
+                row.stats["test"] = metrics(labels["test"], row.served.argmax(1), num_classes)
+        board.best = boards.compare(run, board.rows, labels, num_classes)
+    board.studies = {s.model: study.load_study(run, s.model) for s in summaries}
+    board.analyses = {s.model: analyse(board.studies[s.model], s) for s in summaries}
+    board.served = boards.validation_winner(board.rows, board.ensemble, summaries) if summaries else None
+    board.notes = notes(board, labels)
+    return board
 
 
-def analyse_sweep(run: RunDir, summaries: list) -> tuple[dict, dict]:
-    """({model: study or None}, {model: analysis}) for the finished models."""
-    studies = {s.model: study.load_study(run, s.model) for s in summaries}
-    return studies, {s.model: analyse(studies[s.model], s) for s in summaries}
+def notes(board: Board, labels: dict) -> list[str]:
+    out = []
+    if board.best is not None:
+        out.append(
+            f"verdicts: each row's seed-averaged predictions on the same {len(labels['test'])} test texts "
+            f"against "
+            f"the validation-best row ({board.best.name}) and the TF-IDF row: McNemar's exact test, "
+            f"Holm-corrected "
+            "at 0.05 (tied unless the difference is real), with the paired bootstrap 95% interval of the "
+            "difference"
+        )
+    missing = [r.name for r in board.rows if not r.comparable]
+    if missing:
+        out.append(
+            f"no intervals or verdicts for {', '.join(missing)}: finished before predictions were kept; "
+            f"run the "
+            "sweep again with --fresh to get them"
+        )
+    chosen = board.ensemble
+    if chosen is not None:
+        members = ", ".join(f"{m} {w:.2f}" for m, w in chosen.weights.items())
+        verdict = "kept" if chosen.kept else "not kept"
+        out.append(
+            f"ensemble ({members}): cross-fitted val acc {100 * chosen.crossfit_val_accuracy:.1f}% against "
+            f"{chosen.best_single}'s {100 * chosen.best_single_val_accuracy:.1f}%: {verdict}"
+            + (" (*: its val acc is cross-fitted)" if chosen.kept else "")
+        )
+    for s in board.summaries:
+        if s.search.get("stopped_by") == "time budget":
+            out.append(
+                f"{s.model}: the time budget ended its search after {s.search['ran']} of "
+                f"{s.search['asked']} trials"
+            )
+        if s.search.get("told"):
+            out.append(
+                f"{s.model}: {s.search['told']} trials of an earlier sweep informed the sampler (warm start)"
+            )
+    return out
 
 
-def render(run: RunDir, summaries, baseline, analyses, fmt: str, note: str = "") -> str:
-    dataset = summaries[0].dataset if summaries else "?"
+def render(board: Board, fmt: str, detailed: bool, note: str = "") -> str:
     parts = [
-        f"leaderboard: {run.name} ({dataset}{note})",
-        tabulate(main_rows(summaries, baseline), headers=MAIN_HEADERS, tablefmt=fmt),
-        tabulate(detail_rows(summaries, analyses), headers=DETAIL_HEADERS, tablefmt=fmt),
-        *(analysis_text(s.model, analyses[s.model], fmt) for s in summaries),
+        f"leaderboard: {board.run.name} ({board.dataset}{note})",
+        tabulate(main_rows(board.rows, detailed), headers=MAIN_HEADERS, tablefmt=fmt, disable_numparse=True),
+        "\n".join(
+            _wrap(line)
+            for line in [
+                *board.notes,
+                f"search.predict serves {board.served} by default (the validation winner)",
+            ]
+        ),
+        tabulate(
+            detail_rows(board.summaries, board.analyses, board.baseline), headers=DETAIL_HEADERS, tablefmt=fmt
+        )
+        + "\n"
+        + _wrap(DETAIL_NOTE),
+        *(analysis_text(s.model, board.analyses[s.model], fmt) for s in board.summaries),
     ]
     return "\n\n".join(parts)
 
 
+def analysis_text(model: str, analysis: dict, fmt: str) -> str:
+    title, lines = analysis_lines(model, analysis)
+    table = (
+        [tabulate(knob_table(analysis), headers=KNOB_HEADERS, tablefmt=fmt)] if "knobs" in analysis else []
+    )
+    return "\n".join([_wrap(title), *table, *map(_wrap, lines)])
+
+
+def _wrap(line: str) -> str:
+    """At most 120 columns, as a terminal shows them."""
+    return textwrap.fill(line, 120, subsequent_indent="  ") if len(line) > 120 else line
+
+
+def payload(board: Board) -> dict:
+    """leaderboard.json: each model's summary with its row's statistics (test_ci, vs_best, vs_baseline,
+    vs_default), the ensemble's entry, the baseline with its own, the analysis of every model."""
+    models, baseline = [], None
+    for row in board.rows:
+        stats = {k: row.stats.get(k) for k in ("test_ci", "vs_best", "vs_baseline", "vs_default")}
+        stats |= {"val_accuracy": row.val_accuracy, "val_loss": row.val_loss}
+        if row.kind == "model":
+            models.append(row.summary.to_dict() | stats)
+        elif row.kind == "ensemble":
+            models.append(
+                {"model": "ensemble", "test": row.stats["test"], **stats, **board.ensemble.describe()}
+            )
+        else:
+            baseline = board.baseline.to_dict() | {k: v for k, v in stats.items() if k != "vs_baseline"}
+    return {
+        "models": models,
+        "baseline": baseline,
+        "analysis": board.analyses,
+        "best": board.best.name if board.best else None,
+        "predict_default": board.served,
+        "ensemble": board.ensemble.describe() if board.ensemble else None,
+        "notes": board.notes,
+    }
+
+
+def save_ensemble_bundle(board: Board) -> None:
+    """The kept ensemble as a bundle search.predict can serve; a stale one goes."""
+    if board.ensemble is not None and board.ensemble.kept:
+        labels = board.summaries[0].data_report["label_names"]
+        describe = board.ensemble.describe()
+        save_ensemble(board.run.ensemble.bundle, board.ensemble.weights, labels, board.dataset, describe)
+    else:
+        board.run.ensemble.remove()
+
+
 def write_leaderboard(run: RunDir, plots: bool = True) -> str:
-    """Print-ready text; also writes leaderboard.md, leaderboard.json, the plots and report.html."""
+    """Print-ready text; also writes leaderboard.md, leaderboard.json, the ensemble, the plots and "
+    "report.html."""
     from search.analysis.html import write_html
     from search.analysis.plots import sweep_plots
 
-    summaries, baseline = load_sweep(run)
-    studies, analyses = analyse_sweep(run, summaries)
-    payload = {
-        "models": [s.to_dict() for s in summaries],
-        "baseline": baseline and baseline.to_dict(),
-        "analysis": analyses,
-    }
-    run.write_leaderboard(render(run, summaries, baseline, analyses, "github") + "\n", payload)
+    board = build(run)
+    save_ensemble_bundle(board)
+    run.write_leaderboard(render(board, "github", detailed=True) + "\n", payload(board))
     if plots:
-        images = sweep_plots(run, summaries, baseline, studies, analyses)
-        write_html(run, summaries, baseline, analyses, images)
-    return render(run, summaries, baseline, analyses, "simple", f"; {run.size_mb():.1f} MB on disk")
+        images = sweep_plots(run, board.summaries, board.baseline, board.studies, board.analyses)
+        write_html(board, images)
+    return render(board, "simple", detailed=False, note=f"; {run.size_mb():.1f} MB on disk")
 
 
 def json_summary(summaries: list, baseline) -> dict:

@@ -36,7 +36,7 @@ def f1_scores(preds: np.ndarray, labels: np.ndarray, num_classes: int) -> np.nda
     return np.mean(scores, axis=0)
 
 
-def test_intervals(preds: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
+def metric_intervals(preds: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
     """95% bootstrap intervals over the texts of the seed-mean accuracy and F1. preds: (seeds, texts)."""
     idx = resample_indices(labels.size)
     accuracy, f1 = [], []
@@ -51,7 +51,8 @@ def test_intervals(preds: np.ndarray, labels: np.ndarray, num_classes: int) -> d
 
 
 def mcnemar_p(a_right: np.ndarray, b_right: np.ndarray) -> float:
-    """McNemar's exact test: of the texts where exactly one is right, is either right more often than chance?"""
+    """McNemar's exact test: of the texts where exactly one is right, is either right more often than "
+    "chance?"""
     only_a, only_b = int((a_right & ~b_right).sum()), int((~a_right & b_right).sum())
     if only_a + only_b == 0:
         return 1.0

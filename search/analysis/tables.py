@@ -1,18 +1,35 @@
-"""The leaderboard's tables, as rows: one short main table, one of details, and per model a table of its
-knobs (importance, sweet spot, chosen value). search.report prints them, search.html puts them in a page."""
+"""The leaderboard's tables, as rows: the main table (test figures with intervals, paired verdicts), one of
+details, and per model a table of its knobs. search.report prints them in 120 columns; leaderboard.md and
+report.html get the detailed form (interval bounds and p-values)."""
 
+from search.analysis.importance import RESAMPLES
 from search.analysis.knobs import RULES
 
-MAIN_HEADERS = ["model", "test acc (mean ± std)", "F1", "params (trainable)", "search", "inference/s"]
+MAIN_HEADERS = [
+    "model",
+    "test acc (95% CI)",
+    "F1 (95% CI)",
+    "val acc",
+    "vs best",
+    "vs TF-IDF",
+    "tuned - default",
+]
 DETAIL_HEADERS = [
     "model",
-    "trials done/stopped/failed",
-    "best val loss",
+    "trials",
+    "val loss",
     "epoch s",
-    "peak RSS MB",
-    "train-val gap",
+    "RSS MB",
+    "gap",
+    "params (trainable)",
+    "texts/s",
     "flags",
 ]
+DETAIL_NOTE = (
+    "trials: completed / stopped by ASHA / failed; val loss: the best trial's; RSS MB: its peak; gap: train - val "
+    "accuracy of the retrain at its best epoch; texts/s: inference from text"
+)
+KNOB_HEADERS = ["knob", "importance [80%]", "PED-ANOVA", "sweet spot (best 25%)", "chosen", "flags"]
 
 
 def _short(value) -> str:
@@ -23,49 +40,95 @@ def _params(total: int, trainable: int) -> str:
     return f"{total:,}" if total == trainable else f"{total:,} ({trainable:,})"
 
 
-def main_rows(summaries: list, baseline) -> list[list]:
+def _points(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def _figure(mean: float, ci: list | None, scale: float, digits: int, detailed: bool) -> str:
+    text = f"{scale * mean:.{digits}f}"
+    if ci is None:
+        return text
+    if detailed:
+        return f"{text} [{scale * ci[0]:.{digits}f}, {scale * ci[1]:.{digits}f}]"
+    return f"{text} ±{scale * (ci[1] - ci[0]) / 2:.{digits}f}"
+
+
+def _verdict(found: dict | None, detailed: bool) -> str:
+    if not found:
+        return "-"
+    if not detailed or found["verdict"] in ("best", "baseline"):
+        return found["verdict"]
+    interval = f"[{_points(found['low'])}, {_points(found['high'])}]"
+    return f"{_points(found['diff'])} {interval} p={found['p_value']:.2g} {found['verdict']}"
+
+
+def _tuned_vs_default(found: dict | None, detailed: bool) -> str:
+    if not found:
+        return "-"
+    if "skipped" in found:
+        return "skipped"
+    text = f"{_points(found['diff'])} [{_points(found['low'])}, {_points(found['high'])}]"
+    return f"{text} p={found['p_value']:.2g}" if detailed else text
+
+
+def _test(row) -> tuple[float, float]:
+    """(accuracy, F1) on test: the mean over seeds for a model, the row's own otherwise."""
+    if row.summary is not None:
+        return row.summary.retrain["mean"]["accuracy"], row.summary.retrain["mean"]["f1"]
+    return row.stats["test"]["accuracy"], row.stats["test"]["f1"]
+
+
+def main_rows(rows: list, detailed: bool = False) -> list[list]:
     out = []
-    for s in summaries:
-        r = s.retrain
+    for row in rows:
+        accuracy, f1 = _test(row)
+        ci = row.stats.get("test_ci") or {}
+        val = row.stats.get("val_accuracy")
         out.append(
             [
-                s.model,
-                f"{r['mean']['accuracy']:.2%} ± {r['std']['accuracy']:.2%}",
-                f"{r['mean']['f1']:.4f}",
-                _params(r["params"], r["trainable_params"]),
-                f"{s.search_wall_s:.0f}s",
-                f"{r['inference_per_s']:,.0f}",
-            ]
-        )
-    if baseline:
-        t = baseline.test
-        out.append(
-            [
-                f"tfidf+logreg (C={baseline.C})",
-                f"{t['accuracy']:.2%}",
-                f"{t['f1']:.4f}",
-                f"{baseline.params:,}",
-                f"{baseline.fit_s:.0f}s",
-                f"{baseline.inference_per_s:,.0f}",
+                row.name,
+                _figure(accuracy, ci.get("accuracy"), 100, 1, detailed),
+                _figure(f1, ci.get("f1"), 1, 3, detailed),
+                "-" if val is None else f"{100 * val:.1f}" + ("*" if row.kind == "ensemble" else ""),
+                _verdict(row.stats.get("vs_best"), detailed),
+                _verdict(row.stats.get("vs_baseline"), detailed) if row.kind != "baseline" else "baseline",
+                _tuned_vs_default(row.stats.get("vs_default"), detailed),
             ]
         )
     return out
 
 
-def detail_rows(summaries: list, analyses: dict) -> list[list]:
+def detail_rows(summaries: list, analyses: dict, baseline) -> list[list]:
     out = []
     for s in summaries:
         r, t, gap = s.retrain, s.trials, analyses[s.model]["fit_gap"]
-        flags = [f for f in RULES if r[f]]
+        raised = [f for f in RULES if r[f]]
         out.append(
             [
                 s.model,
-                f"{t['completed']} / {t['stopped_early']} / {t['failed']}",
+                f"{t['completed']}/{t['stopped_early']}/{t['failed']}",
                 f"{s.best_val_loss:.4f}",
                 f"{r['mean_epoch_s']:.2f}",
                 f"{s.best_trial_peak_rss_mb or 0:.0f}",
                 f"{100 * gap['gap']:+.1f} pts" if gap else "-",
-                ", ".join(flags) or "-",
+                _params(r["params"], r["trainable_params"]),
+                f"{r['inference_per_s']:,.0f}",
+                ", ".join(raised) or "-",
+            ]
+        )
+    if baseline:
+        fit = f"fit {baseline.fit_s:.0f}s"
+        out.append(
+            [
+                f"tfidf+logreg (C={baseline.C})",
+                fit,
+                "-",
+                "-",
+                "-",
+                "-",
+                f"{baseline.params:,}",
+                f"{baseline.inference_per_s:,.0f}",
+                "-",
             ]
         )
     return out
@@ -79,36 +142,62 @@ def knob_table(analysis: dict) -> list[list]:
             spot_text = ", ".join(map(_short, spot))
         else:
             spot_text = f"{_short(spot[0])} – {_short(spot[1])}" if spot[0] != spot[1] else _short(spot[0])
-        importance = k["importance"]
-        rows.append(
-            [k["knob"], "-" if importance is None else f"{importance:.2f}", spot_text, _short(k["chosen"])]
+        weight = k.get("importance")
+        importance = (
+            "-" if weight is None else f"{weight:.2f} [{k['importance_low']:.2f}, {k['importance_high']:.2f}]"
         )
+        ped = "-" if k.get("ped_anova") is None else f"{k['ped_anova']:.2f}"
+        raised = ["no effect"] if k.get("effect") == "no detectable effect" else []
+        raised += ["edge: widen"] * bool(k.get("edge")) + ["broad"] * bool(k.get("broad"))
+        rows.append([k["knob"], importance, ped, spot_text, _short(k["chosen"]), ", ".join(raised) or "-"])
     return rows
 
 
 def analysis_lines(model: str, analysis: dict) -> tuple[str, list[str]]:
     """(the line above the knob table, the lines below it)."""
-    if "knobs" in analysis:
-        title = (
-            f"{model}: importance (fANOVA) and sweet spot (range of the best {analysis['top_trials']} of "
-            f"{analysis['scored_trials']} trials that reached a validation loss)"
+    if "knobs" not in analysis:
+        return f"{model}: no Optuna study in this sweep (made before studies were kept)", _gap_notes(
+            model, analysis
         )
-    else:
-        title = f"{model}: no Optuna study in this sweep (made before studies were kept)"
+    title = (
+        f"{model}: knobs over the {analysis['scored_trials']} trials that reached a validation loss; "
+        f"sweet spot: the "
+        f"range of the best {analysis['top_trials']}"
+    )
+    found = analysis.get("importance") or {}
     notes = []
-    gap = analysis["fit_gap"]
-    if gap:
+    if found.get("note"):
+        notes.append(f"{model}: {found['note']}: no importance and no sweet-spot flags are shown")
+    elif found.get("dummy"):
+        d = found["dummy"]
         notes.append(
-            f"{model}: at the best epoch, train acc {gap['train_acc']:.3f} vs val acc {gap['val_acc']:.3f} "
-            f"({100 * gap['gap']:+.1f} points; seed mean; train with dropout)"
+            f"{model}: importance: fANOVA's median over {RESAMPLES} bootstrap refits, with its 80% "
+            f"interval; a knob "
+            f"whose interval reaches the dummy's (random values: {d['median']:.2f} [{d['low']:.2f}, "
+            f"{d['high']:.2f}]) "
+            "has no detectable effect"
         )
-        notes += [f"{model}: flagged {flag}" for flag in gap["flags"]]
-        notes += [
-            f"  {flag}: {rule}"
-            for flag, rule in RULES.items()
-            if any(f.startswith(flag) for f in gap["flags"])
-        ]
-    return title, notes
+    if any(k.get("edge") for k in analysis["knobs"]):
+        notes.append(
+            f"{model}: edge: the best trials sit at a searched bound: widen that range and search again"
+        )
+    if any(k.get("broad") for k in analysis["knobs"]):
+        notes.append(
+            f"{model}: broad: the best trials cover most of the searched range: the knob hardly matters"
+        )
+    return title, notes + _gap_notes(model, analysis)
 
 
-KNOB_HEADERS = ["knob", "importance", "sweet spot (best 25%)", "chosen"]
+def _gap_notes(model: str, analysis: dict) -> list[str]:
+    gap = analysis["fit_gap"]
+    if not gap:
+        return []
+    notes = [
+        f"{model}: at the best epoch, train acc {gap['train_acc']:.3f} vs val acc {gap['val_acc']:.3f} "
+        f"({100 * gap['gap']:+.1f} points; seed mean; train with dropout)"
+    ]
+    notes += [f"{model}: flagged {flag}" for flag in gap["flags"]]
+    notes += [
+        f"  {flag}: {rule}" for flag, rule in RULES.items() if any(f.startswith(flag) for f in gap["flags"])
+    ]
+    return notes

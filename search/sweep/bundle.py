@@ -10,6 +10,7 @@ runs/<name>/ensemble/model/ names the members of the ensemble and their weights 
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from safetensors.torch import load_file
 
@@ -45,6 +46,18 @@ def _unportable(info: dict) -> dict:
         else v
         for k, v in info.items()
     }
+
+
+def seed_mean(probs: np.ndarray) -> np.ndarray:
+    """Each text's class probabilities averaged over the seeds' (seeds, texts, classes), in float64."""
+    return probs.astype(np.float64).mean(0)
+
+
+def combine(probs: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """The ensemble's probabilities: the weighted mean of its members' (seed-averaged) probabilities, "
+    "summed in a
+    fixed order, so that the report and search.predict compute the same numbers."""
+    return sum(weights[m] * probs[m].astype(np.float64) for m in sorted(weights))
 
 
 def save_bundle(bundle: BundleDir, settings, data: PreparedData, info: dict, retrain_result: dict) -> None:
@@ -141,16 +154,23 @@ class Bundle:
         )
         return text_inputs(self.settings, data)
 
-    def predict(self, texts: list[str], seeds: list[int] | None = None) -> torch.Tensor:
-        """Class probabilities (N, classes), averaged over `seeds` (default: the best seed)."""
+    def seed_probs(self, texts: list[str], seeds: list[int]) -> np.ndarray:
+        """Each seed's class probabilities (seeds, texts, classes), float32 as the retrain recorded them."""
         set_threads(self.settings.train.threads)
         tensors = self.inputs(texts) | {"labels": torch.zeros(len(texts), dtype=torch.int64)}
         train, batching = self.settings.train, entry(self.meta["model"]).batching
-        probs = [
-            predict(self.models[s], tensors, train.eval_batch_size, train.bf16, batching).softmax(1)
-            for s in seeds or [self.best_seed()]
-        ]
-        return torch.stack(probs).mean(0)
+        return np.stack(
+            [
+                predict(self.models[s], tensors, train.eval_batch_size, train.bf16, batching)
+                .softmax(1)
+                .numpy()
+                for s in seeds
+            ]
+        )
+
+    def predict(self, texts: list[str], seeds: list[int] | None = None) -> np.ndarray:
+        """Class probabilities (texts, classes), averaged over `seeds` (default: the best seed)."""
+        return seed_mean(self.seed_probs(texts, seeds or [self.best_seed()]))
 
 
 @dataclass
@@ -167,11 +187,11 @@ class EnsembleBundle:
     def seeds(self) -> list[int]:
         return []
 
-    def predict(self, texts: list[str], seeds=None) -> torch.Tensor:
+    def predict(self, texts: list[str], seeds=None) -> np.ndarray:
         """The weighted mean of each member's probabilities averaged over all its seeds, as the ensemble was
         chosen and scored."""
-        weights = self.meta["members"]
-        return sum(weights[m] * b.predict(texts, b.seeds) for m, b in self.members.items())
+        probs = {m: b.predict(texts, b.seeds) for m, b in self.members.items()}
+        return combine(probs, self.meta["members"])
 
 
 def text_inputs(settings, data: PreparedData) -> dict:

@@ -1,0 +1,258 @@
+"""An answer worth acting on, on synthetic predictions and studies: intervals and paired verdicts that can say
+tied, choices made on validation only, the ensemble kept only when it wins, importance against a dummy knob, and
+sweet spots flagged at the edge."""
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from search.analysis import ensemble as ensembles
+from search.analysis.importance import MIN_TRIALS, knob_importance
+from search.analysis.knobs import knob_rows
+from search.analysis.leaderboard import build, save_ensemble_bundle
+from search.analysis.rows import Row, compare
+from search.analysis.stats import holm, paired, metric_intervals
+from search.store.layout import Predictions, RunDir
+from search.store.records import SUMMARY_FORMAT, Baseline, Summary
+
+N = 500
+
+
+def labels_of(n: int = N, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 2, n)
+
+
+def probs_right(labels: np.ndarray, right: np.ndarray, confidence: float = 0.8) -> np.ndarray:
+    """(texts, 2) probabilities that put `confidence` on the label where right, on the other class "
+    "elsewhere."""
+    out = np.full((len(labels), 2), 1 - confidence)
+    target = np.where(right, labels, 1 - labels)
+    out[np.arange(len(labels)), target] = confidence
+    return out
+
+
+def row(name: str, labels: np.ndarray, right: np.ndarray, val_acc: float, kind: str = "model") -> Row:
+    r = Row(name, kind, val=np.full((10, 2), 0.5), val_accuracy=val_acc, val_loss=0.5)
+    r.test_probs = probs_right(labels, right)[None]
+    r.stats["test"] = {"accuracy": float(right.mean()), "f1": 0.0}
+    return r
+
+
+def test_one_text_in_500_is_tied_and_a_row_far_below_is_below(tmp_path):
+    labels = labels_of()
+    right = np.random.default_rng(1).random(N) < 0.85
+    nearly = right.copy()
+    nearly[np.flatnonzero(right)[0]] = False  # one text in 500 apart
+    far = np.random.default_rng(2).random(N) < 0.70
+    rows = [
+        row("best", labels, right, 0.86),
+        row("near", labels, nearly, 0.85),
+        row("far", labels, far, 0.70),
+    ]
+    best = compare(RunDir(tmp_path), rows, {"val": labels[:10], "test": labels}, 2)
+    assert best.name == "best" and rows[0].stats["vs_best"]["verdict"] == "best"
+    near, far_stats = rows[1].stats["vs_best"], rows[2].stats["vs_best"]
+    assert near["verdict"] == "tied" and near["diff"] == pytest.approx(-1 / N) and near["p_value"] == 1.0
+    assert near["low"] <= near["diff"] <= near["high"] <= 0
+    assert far_stats["verdict"] == "below" and far_stats["p_value"] < 0.05 and far_stats["high"] < 0
+    low, high = rows[0].stats["test_ci"]["accuracy"]
+    assert low < right.mean() < high and 0.02 < high - low < 0.09  # ~±1.6 points on 500 texts
+
+
+def test_paired_statistics_match_their_definitions():
+    labels = labels_of()
+    a = np.random.default_rng(3).random(N) < 0.8
+    b = np.random.default_rng(4).random(N) < 0.8
+    found = paired(a, b)
+    assert found["diff"] == pytest.approx(a.mean() - b.mean())
+    from scipy.stats import binomtest
+
+    assert found["p_value"] == pytest.approx(binomtest(int((a & ~b).sum()), int((a ^ b).sum()), 0.5).pvalue)
+    assert holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    preds = np.where(np.random.default_rng(5).random((3, N)) < 0.8, labels, 1 - labels)
+    ci = metric_intervals(preds, labels, 2)
+    mean = (preds == labels).mean()
+    assert ci["accuracy"][0] < mean < ci["accuracy"][1]
+
+
+def write_sweep(run: RunDir, models: dict, baseline_right: np.ndarray, labels: dict) -> None:
+    """A run directory of finished models from synthetic predictions: models "
+    "{name: (val right, test right)}."""
+    for name, (val_right, test_right) in models.items():
+        folder = run.model(name)
+        for split, right in (("val", val_right), ("test", test_right)):
+            folder.write_predictions(
+                "tuned", split, Predictions(probs_right(labels[split], right)[None], labels[split], [42])
+            )
+        retrain = {
+            "seeds": [{"seed": 42, "best_val_loss": 0.5, "history": []}],
+            "mean": {"accuracy": float(test_right.mean()), "f1": 0.5},
+        }
+        retrain |= {
+            "std": {"accuracy": 0.0, "f1": 0.0},
+            "mean_epoch_s": 1.0,
+            "inference_per_s": 1.0,
+            "params": 1,
+        }
+        retrain |= {"trainable_params": 1, "overfitting": False, "collapse": False}
+        summary = Summary(
+            name,
+            "synthetic",
+            {"completed": 1, "stopped_early": 0, "failed": 0, "total": 1},
+            "t",
+            {},
+            0.5,
+            0.8,
+            1.0,
+            retrain,
+            {"label_names": ["a", "b"]},
+            format=SUMMARY_FORMAT,
+        )
+        folder.write_summary(summary)
+    for split in ("val", "test"):
+        run.write_baseline_predictions(
+            split, Predictions(probs_right(labels[split], baseline_right[split])[None], labels[split], [42])
+        )
+    run.write_baseline(Baseline("tfidf+logreg", 1.0, 0.7, {"accuracy": 0.7, "f1": 0.7}, 10, 1.0, 1.0))
+
+
+def test_the_best_row_predicts_default_and_ensemble_ignore_test(tmp_path):
+    from search.analysis.rows import served_model
+
+    labels = {"val": labels_of(400, 10), "test": labels_of(N, 11)}
+    rng = np.random.default_rng(12)
+    val = {m: rng.random(400) < acc for m, acc in (("lstm", 0.82), ("rnn", 0.78), ("transformer", 0.76))}
+    test = {m: rng.random(N) < acc for m, acc in (("lstm", 0.80), ("rnn", 0.78), ("transformer", 0.79))}
+    baseline = {"val": rng.random(400) < 0.75, "test": rng.random(N) < 0.85}
+    run = RunDir(tmp_path / "runs" / "synthetic")
+    write_sweep(run, {m: (val[m], test[m]) for m in val}, baseline, labels)
+    before = build(run)
+    decided = (before.best.name, before.served, before.ensemble.kept, before.ensemble.weights)
+    assert before.best.name == before.served == "ensemble" and before.ensemble.kept  # independent errors
+    # Only test changes: the validation winner's test predictions become the worst, another's perfect.
+    test = {"lstm": rng.random(N) < 0.55, "rnn": np.ones(N, bool), "transformer": rng.random(N) < 0.60}
+    write_sweep(
+        run, {m: (val[m], test[m]) for m in val}, {"val": baseline["val"], "test": ~baseline["test"]}, labels
+    )
+    after = build(run)
+    assert (after.best.name, after.served, after.ensemble.kept, after.ensemble.weights) == decided
+    assert after.rows[0].stats["test_ci"] != before.rows[0].stats["test_ci"]  # test did change
+    # search.predict decides from the same predictions, and serves the ensemble once it is saved
+    assert served_model(run, after.summaries) == "lstm"
+    save_ensemble_bundle(after)
+    assert served_model(run, after.summaries) == "ensemble"
+
+
+def test_the_ensemble_is_kept_only_when_it_wins_on_cross_fitted_validation():
+    labels = labels_of(600, 20)
+    rng = np.random.default_rng(21)
+    # Three models with independent errors: their vote is right more often than any one of them.
+    independent = {m: probs_right(labels, rng.random(600) < 0.75, 0.7) for m in ("a", "b", "c")}
+    kept = ensembles.choose(independent, labels)
+    assert kept.kept and len(kept.weights) > 1 and kept.crossfit_val_accuracy > kept.best_single_val_accuracy
+    # One good model and a copy of its mistakes that is only less sure: adding it cannot help.
+    good = probs_right(labels, rng.random(600) < 0.8, 0.9)
+    worse = 0.5 + (good - 0.5) * 0.2
+    dropped = ensembles.choose({"good": good, "worse": worse}, labels)
+    assert not dropped.kept and dropped.best_single == "good"
+
+
+def synthetic_study(n: int, seed: int = 0) -> optuna.Study:
+    """Twelve knobs, of which model.dropout alone sets the loss (plus noise); lr's best values sit at its "
+    "top."""
+    rng = np.random.default_rng(seed)
+    dists = {f"model.k{i}": FloatDistribution(0.0, 1.0) for i in range(8)}
+    dists |= {
+        "model.dropout": FloatDistribution(0.0, 0.6),
+        "train.lr": FloatDistribution(1e-4, 1e-2, log=True),
+    }
+    dists |= {
+        "model.hidden_dim": CategoricalDistribution([32, 64, 128]),
+        "model.pooling": CategoricalDistribution(["mean", "max"]),
+    }
+    trials = []
+    for _ in range(n):
+        params = {
+            k: (
+                float(rng.uniform(d.low, d.high))
+                if isinstance(d, FloatDistribution)
+                else d.choices[rng.integers(len(d.choices))]
+            )
+            for k, d in dists.items()
+        }
+        loss = 0.4 + 0.5 * (params["model.dropout"] - 0.1) ** 2 + 0.002 * rng.standard_normal()
+        trials.append(
+            create_trial(
+                state=TrialState.COMPLETE,
+                value=loss,
+                params=params,
+                distributions=dists,
+                user_attrs={"best_val_loss": loss},
+            )
+        )
+    study = optuna.create_study()
+    study.add_trials(trials)
+    return study
+
+
+def test_the_dummy_sets_the_bar_where_one_knob_alone_sets_the_loss():
+    study = synthetic_study(30)
+    trials = [(t.params, t.distributions, t.value) for t in study.trials]
+    knobs = list(study.trials[0].params)
+    found = knob_importance(trials, knobs)
+    assert found["knobs"]["model.dropout"]["effect"] == "detected"
+    assert found["knobs"]["model.dropout"]["importance_low"] > found["dummy"]["high"]
+    others = [k for k in knobs if k != "model.dropout"]
+    assert all(found["knobs"][k]["effect"] == "no detectable effect" for k in others)
+    assert all(
+        0
+        <= found["knobs"][k]["importance_low"]
+        <= found["knobs"][k]["importance"]
+        <= found["knobs"][k]["importance_high"]
+        for k in knobs
+    )
+
+
+def test_too_few_trials_show_no_importance():
+    study = synthetic_study(MIN_TRIALS - 1)
+    trials = [(t.params, t.distributions, t.value) for t in study.trials]
+    found = knob_importance(trials, list(study.trials[0].params))
+    assert found["note"] == f"not enough trials ({MIN_TRIALS - 1} of {MIN_TRIALS})"
+    assert all(v["importance"] is None for v in found["knobs"].values())
+
+
+def edge_study() -> optuna.Study:
+    """The loss falls as lr rises to its bound: every good trial sits at the top of the range."""
+    rng = np.random.default_rng(5)
+    dists = {
+        "train.lr": FloatDistribution(1e-4, 1e-2, log=True),
+        "model.dropout": FloatDistribution(0.0, 0.6),
+    }
+    trials = []
+    for i in range(20):
+        lr = float(10 ** (-4 + 2 * (i / 19) ** 0.5))  # more trials near the top, as TPE would put them
+        params = {"train.lr": lr, "model.dropout": float(rng.uniform(0, 0.6))}
+        loss = 0.5 - 0.05 * (np.log10(lr) + 4)
+        trials.append(
+            create_trial(
+                state=TrialState.COMPLETE,
+                value=loss,
+                params=params,
+                distributions=dists,
+                user_attrs={"best_val_loss": loss},
+            )
+        )
+    study = optuna.create_study()
+    study.add_trials(trials)
+    return study
+
+
+def test_a_sweet_spot_at_a_bound_is_flagged_edge_and_a_wide_one_broad():
+    rows, _ = knob_rows(edge_study(), {"train.lr": 1e-2})
+    by_knob = {r["knob"]: r for r in rows}
+    assert by_knob["train.lr"]["edge"] and not by_knob["train.lr"]["broad"]
+    assert by_knob["train.lr"]["sweet_spot"][1] == pytest.approx(1e-2)
+    # dropout does nothing: the best five trials spread over most of its range
+    assert by_knob["model.dropout"]["broad"] and not by_knob["model.dropout"]["edge"]
