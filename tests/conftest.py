@@ -1,4 +1,5 @@
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,36 @@ def tiny_distilbert(tmp_path_factory, minilm_dir):
     tokenizer.save_pretrained(path)
     DistilBertModel(config).save_pretrained(path)
     return str(path)
+
+
+@dataclass
+class FinishedSweep:
+    runs: Path  # the runs directory; the sweep is runs/imdb, never changed by a test (copy it to change it)
+    lstm_cmd: list  # the command that swept the LSTM
+    lstm_out: str  # its stdout
+
+    @property
+    def run(self):
+        from search.store.layout import RunDir
+
+        return RunDir(self.runs / "imdb")
+
+
+@pytest.fixture(scope="session")
+def finished_sweep(tmp_path_factory, cache_dir) -> FinishedSweep:
+    """One real sweep that many tests read: the LSTM (5 trials of 3 epochs; ASHA at every epoch, so it "
+    "stops some)
+    and the RNN (3 trials) on IMDB-300, each retrained on 2 seeds, with plots and the page."""
+    from sweeps import run, tune_cmd
+
+    runs = tmp_path_factory.mktemp("finished") / "runs"
+    lstm = tune_cmd(runs, "--model", "lstm", "--trials", "5", "--epochs", "3", "--json", plots=True)
+    lstm += ["--set", "search.grace_period=1", "--set", "search.reduction_factor=2"]
+    code, out, err = run(lstm)
+    assert code == 0, err[-3000:]
+    code, _, err = run(tune_cmd(runs, "--model", "rnn", "--trials", "3", "--epochs", "3", plots=True))
+    assert code == 0, err[-3000:]
+    return FinishedSweep(runs, lstm, out)
 
 
 def run_cli(main, argv, capsys):

@@ -1,36 +1,36 @@
 """Checks on a finished sweep's files, shared by the sweep tests: the Optuna study, the plots, the HTML
 report (in a real headless browser where one is installed), and predictions from raw text."""
 
-import csv
-import json
 import math
 import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
+from conftest import missing
 
 from data_pipeline.config import DataConfig
 from data_pipeline.prepare import prepare, split_indices
 from data_pipeline.sources import load_source
 from data_pipeline.text import process
+from search.store.layout import RunDir
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def load_study(sweep: Path, model: str) -> optuna.Study:
-    return optuna.load_study(study_name=model, storage=f"sqlite:///{sweep / 'optuna.db'}")
+    return optuna.load_study(study_name=model, storage=f"sqlite:///{RunDir(sweep).study_path}")
 
 
 def check_study(sweep: Path, model: str, trials: int) -> optuna.Study:
     """The study holds the sweep's trials exactly once, finished, with per-epoch val losses and attributes
     that match trials.csv and history.csv."""
     study = load_study(sweep, model)
-    with open(sweep / model / "trials.csv") as fh:
-        records = {row["trial_id"]: row for row in csv.DictReader(fh)}
-    with open(sweep / model / "history.csv") as fh:
-        history = list(csv.DictReader(fh))
+    folder = RunDir(sweep).model(model)
+    records = {row["trial_id"]: row for row in folder.read_trial_rows()}
+    history = folder.read_history_rows()
     states = {"completed": "COMPLETE", "stopped_early": "PRUNED", "failed": "FAIL"}
     assert len(study.trials) == trials == len(records)
     assert sorted(t.user_attrs["trial_id"] for t in study.trials) == sorted(records)
@@ -50,30 +50,35 @@ def check_study(sweep: Path, model: str, trials: int) -> optuna.Study:
 
 
 def check_plots_and_html(sweep: Path, models: list[str]) -> None:
-    plots = sweep / "plots"
+    """Every plot is a PNG of some size, report.html shows each by a relative path, and a real browser "
+    "loads them
+    all (required where SWEETSPOT_REQUIRE_TEST_DATA=1, as in CI: no browser fails there)."""
+    run = RunDir(sweep)
     for model in models:
-        for kind in ("history", "importance", "knobs", "curves", "confusion"):
-            path = plots / f"{model}-{kind}.png"
+        for kind in ("history", "knobs", "curves", "confusion"):
+            path = run.plots / f"{model}-{kind}.png"
             assert path.read_bytes()[:8] == PNG and path.stat().st_size > 5000, path
-    assert (plots / "tradeoff.png").read_bytes()[:8] == PNG
-    page = (sweep / "report.html").read_text()
+    assert (run.plots / "tradeoff.png").read_bytes()[:8] == PNG
+    page = run.html_path.read_text()
     sources = re.findall(r'<img src="([^"]+)"', page)
-    assert len(sources) == 5 * len(models) + 1
+    assert len(sources) == len(list(run.plots.glob("*.png")))
     assert all((sweep / s).is_file() for s in sources) and "http" not in "".join(sources)
     assert "<table" in page and all(f"<h2>{m}</h2>" in page for m in models)
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser:  # .ci/run installs Debian's chromium; elsewhere the checks above stand alone
-        from playwright.sync_api import sync_playwright
+    if not browser:
+        missing("no chromium to open report.html in (apt-get install chromium)")
+        return
+    from playwright.sync_api import sync_playwright
 
-        with sync_playwright() as p:
-            chrome = p.chromium.launch(executable_path=browser, args=["--no-sandbox"])
-            tab = chrome.new_page()
-            tab.goto((sweep / "report.html").resolve().as_uri())
-            widths = tab.evaluate("Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
-            tables = tab.evaluate("document.querySelectorAll('table').length")
-            chrome.close()
-        assert len(widths) == len(sources) and min(widths) > 100, widths
-        assert tables >= 2 + len(models)
+    with sync_playwright() as p:
+        chrome = p.chromium.launch(executable_path=browser, args=["--no-sandbox"])
+        tab = chrome.new_page()
+        tab.goto(run.html_path.resolve().as_uri())
+        widths = tab.evaluate("Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
+        tables = tab.evaluate("document.querySelectorAll('table').length")
+        chrome.close()
+    assert len(widths) == len(sources) and min(widths) > 100, widths
+    assert tables >= 2 + len(models)
 
 
 def raw_test_split(cfg: DataConfig) -> tuple[list[str], list[int]]:
@@ -96,25 +101,38 @@ def raw_test_split(cfg: DataConfig) -> tuple[list[str], list[int]]:
     return texts, labels
 
 
-def check_predict_round_trip(sweep: Path, model: str, cfg: DataConfig, tmp: Path, capsys) -> None:
-    """search.predict on the raw test split gives each seed's recorded test accuracy exactly."""
+def predict_file(run: RunDir, argv: list, tmp: Path, capsys) -> pd.DataFrame:
     from conftest import run_cli
 
     from search.predict import main as predict
 
+    out = tmp / f"predicted-{len(list(tmp.glob('predicted-*')))}.csv"
+    code, _, err = run_cli(predict, ["--run", str(run.root), *argv, "--output", str(out)], capsys)
+    assert code == 0, err
+    return pd.read_csv(out)
+
+
+def check_predict_round_trip(sweep: Path, model: str, cfg: DataConfig, tmp: Path, capsys) -> None:
+    """search.predict on the raw test split gives, text by text, the class probabilities the retrain recorded
+    for each seed (and their seed average with --ensemble), and so each seed's recorded test accuracy."""
+    run = RunDir(sweep)
     texts, labels = raw_test_split(cfg)
-    names = json.loads((sweep / model / "model" / "meta.json").read_text())["label_names"]
     source = tmp / f"{model}-test.csv"
     pd.DataFrame({"review": texts}).to_csv(source, index=False)
-    summary = json.loads((sweep / model / "summary.json").read_text())
-    for run in summary["retrain"]["seeds"]:
-        out = tmp / f"{model}-{run['seed']}.csv"
-        argv = ["--run", str(sweep), "--model", model, "--input", str(source), "--text-column", "review"]
-        code, _, err = run_cli(predict, [*argv, "--seed", str(run["seed"]), "--output", str(out)], capsys)
-        assert code == 0, err
-        predicted = pd.read_csv(out)
+    argv = ["--model", model, "--input", str(source), "--text-column", "review"]
+    stored = run.model(model).read_predictions("tuned", "test")
+    summary = run.model(model).read_summary()
+    names = summary.data_report["label_names"]
+    assert stored.labels.tolist() == labels
+    for i, seed in enumerate(stored.seeds):
+        predicted = predict_file(run, [*argv, "--seed", str(seed)], tmp, capsys)
         assert predicted["text"].tolist() == texts
-        accuracy = sum(p == names[y] for p, y in zip(predicted["label"], labels)) / len(labels)
-        assert accuracy == run["test"]["accuracy"], (run["seed"], accuracy, run["test"]["accuracy"])
         probs = predicted[[f"p_{n}" for n in names]].to_numpy()
-        assert abs(probs.sum(1) - 1).max() < 1e-5
+        np.testing.assert_allclose(probs, stored.probs[i], rtol=0, atol=1e-6)
+        assert predicted["label"].tolist() == [names[k] for k in stored.probs[i].argmax(1)]
+        accuracy = sum(p == names[y] for p, y in zip(predicted["label"], labels)) / len(labels)
+        assert accuracy == summary.retrain["seeds"][i]["test"]["accuracy"]
+    averaged = predict_file(run, [*argv, "--ensemble"], tmp, capsys)
+    np.testing.assert_allclose(
+        averaged[[f"p_{n}" for n in names]].to_numpy(), stored.probs.mean(0), atol=1e-6
+    )

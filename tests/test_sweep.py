@@ -1,55 +1,37 @@
-"""Real Ray sweeps on tiny real data, each in its own driver process, as a user runs them."""
+"""Real Ray sweeps on tiny real data, each in its own driver process, as a user runs them. Many tests read the
+one finished sweep of the session (conftest.finished_sweep) instead of running their own."""
 
-import csv
 import json
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
-from sweep_checks import check_plots_and_html, check_predict_round_trip, check_study, load_study
+from conftest import run_cli
+from sweep_checks import (
+    check_plots_and_html,
+    check_predict_round_trip,
+    check_study,
+    load_study,
+    predict_file,
+    raw_test_split,
+)
+from sweeps import copy_sweep, ended_results, kill_when, results, run, summary, tune_cmd
 
 from data_pipeline.config import DataConfig
-from search.analysis.knobs import importance
+from search.store.layout import STORAGE_MARKER, RunDir
+from search.store.records import SWEEP_FORMAT
+from search.sweep.bundle import combine, save_ensemble, seed_mean
+from search.predict import main as predict
+from search.tune import main as tune
 
-TINY = [
-    "--train-size",
-    "300",
-    "--val-size",
-    "100",
-    "--test-size",
-    "100",
-    "--cpus",
-    "1",
-    "--seeds",
-    "2",
-    "--name",
-    "imdb",
-]
-
-
-def tune_cmd(runs, *extra, plots=False):
-    """Plots cost a few seconds a sweep; the sweeps that check them ask for them."""
-    return [
-        sys.executable,
-        "-m",
-        "search.tune",
-        "--runs-dir",
-        str(runs),
-        *TINY,
-        *extra,
-        *([] if plots else ["--no-plots"]),
-    ]
-
-
-def run(cmd, timeout=400):
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    return proc.returncode, proc.stdout, proc.stderr
+TINY_DATA = DataConfig(train_size=300, val_size=100, test_size=100)
 
 
 def free_port() -> int:
@@ -58,103 +40,141 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def summary(runs, model="lstm", name="imdb"):
-    return json.loads((Path(runs) / name / model / "summary.json").read_text())
-
-
-def test_sweep_records_trials_prunes_in_optuna_and_reports(tmp_path, capsys):
-    runs = tmp_path / "runs"
-    cmd = tune_cmd(
-        runs,
-        "--model",
-        "lstm",
-        "--trials",
-        "5",
-        "--epochs",
-        "3",
-        "--set",
-        "search.grace_period=1",
-        "--set",
-        "search.reduction_factor=2",
-        "--json",
-        plots=True,
-    )
-    code, out, err = run(cmd)
-    assert code == 0, err[-3000:]
-    s = summary(runs)
-    t = s["trials"]
+def test_a_sweep_records_its_trials_and_tells_optuna_what_asha_stopped(finished_sweep):
+    run = finished_sweep.run
+    s = run.model("lstm").read_summary()
+    t = s.trials
     assert t["total"] == 5 and t["completed"] + t["stopped_early"] + t["failed"] == 5
-    assert t["stopped_early"] >= 1 and t["completed"] >= 1
-    assert s["optuna_states"].get("PRUNED", 0) == t["stopped_early"]
-    assert s["optuna_states"].get("COMPLETE", 0) == t["completed"]
-    sweep = runs / "imdb" / "lstm"
-    trials = (sweep / "trials.csv").read_text().splitlines()
-    assert len(trials) == 6 and "peak_rss_mb" in trials[0]
+    assert t["stopped_early"] >= 1 and t["completed"] >= 1  # ASHA acted
+    assert s.optuna_states == s.searcher_states == {"COMPLETE": t["completed"], "PRUNED": t["stopped_early"]}
+    assert s.search == {"asked": 5, "ran": 5, "stopped_by": "trials", "told": 0}
+    folder = run.model("lstm")
+    rows = folder.read_trial_rows()
     assert (
-        trials[1].split(",")[trials[0].split(",").index("model.embed_dim")] == "64"
-    )  # the seed config went first
-    for name in (
-        "best_config.yaml",
-        "model/weights-seed42.safetensors",
-        "model/weights-seed43.safetensors",
-        "model/meta.json",
-        "data_report.json",
-        "test_metrics.json",
-        "history.csv",
-    ):
-        assert (sweep / name).is_file(), name
-    trial_dirs = [p for p in sweep.iterdir() if (p / "result.json").is_file()]
-    assert len(trial_dirs) == 5 and not list(sweep.glob("*/checkpoint_*"))  # finished trials keep none
-    assert s["driver_peak_rss_mb"] > 0 and all(r["peak_rss_mb"] > 0 for r in s["retrain"]["seeds"])
-    for record in (s, json.loads((sweep / "sweep.json").read_text())):
-        assert (
-            record["provenance"]["torch"] and record["provenance"]["ray"] and record["provenance"]["optuna"]
-        )
-        assert {"python", "transformers", "cpu", "git_commit"} <= set(record["provenance"])
-    result = json.loads(out.strip().splitlines()[-1])
+        len(rows) == 5 and "peak_rss_mb" in rows[0] and rows[0]["model.embed_dim"] == "64"
+    )  # the seed first
+    for path in ("best_config.yaml", "data_report.json", "test_metrics.json", "history.csv"):
+        assert (folder.root / path).is_file(), path
+    for seed in (42, 43):
+        assert folder.bundle.weights(seed).is_file()
+    for kind in ("tuned", "default"):
+        for split, size in (("val", 100), ("test", 100)):
+            kept = folder.read_predictions(kind, split)
+            assert kept.probs.shape == (2, size, 2) and kept.seeds == [42, 43]
+            np.testing.assert_allclose(kept.probs.sum(-1), 1, atol=1e-5)
+    assert len(folder.trial_dirs()) == 5 and not list(
+        folder.root.glob("*/checkpoint_*")
+    )  # finished: none kept
+    assert s.driver_peak_rss_mb > 0 and all(r["peak_rss_mb"] > 0 for r in s.retrain["seeds"])
+    saved = folder.read_settings()
+    assert saved["format"] == SWEEP_FORMAT and s.format == 2
+    for record in (s.provenance, saved["provenance"]):
+        assert record["torch"] and record["ray"] and record["optuna"]
+        assert {"python", "transformers", "cpu", "git_commit"} <= set(record)
+    result = json.loads(finished_sweep.lstm_out.strip().splitlines()[-1])
     lstm = result["models"]["lstm"]
     assert len(lstm["test_per_seed"]) == 2 and 0.4 < lstm["test_mean"]["accuracy"] <= 1
     assert lstm["trials"]["total"] == 5 and lstm["best_config"] and lstm["search_wall_s"] > 0
-    assert "tfidf+logreg" in out and (runs / "imdb" / "leaderboard.md").is_file()
-    assert "trial 5/5" in out and "ETA" in out
+    assert "tfidf+logreg" in finished_sweep.lstm_out and "trial 5/5" in finished_sweep.lstm_out
+    check_study(run.root, "lstm", 5)
+    check_study(run.root, "rnn", 3)
 
-    # The persistent study, the analysis computed from it, the plots, the page, and prediction.
-    study = check_study(runs / "imdb", "lstm", 5)
-    assert s["optuna_states"] == s["searcher_states"]
-    analysis = json.loads((runs / "imdb" / "leaderboard.json").read_text())["analysis"]["lstm"]
-    found = {k["knob"]: k["importance"] for k in analysis["knobs"] if k["importance"] is not None}
-    assert found == pytest.approx(importance(study)) and sum(found.values()) == pytest.approx(1)
-    scored = sorted(
-        (t for t in study.trials if t.state.name != "FAIL"), key=lambda t: t.user_attrs["best_val_loss"]
-    )
-    top = scored[: -(-len(scored) // 4)]
-    dropout = next(k for k in analysis["knobs"] if k["knob"] == "model.dropout")
-    assert dropout["sweet_spot"] == [
-        min(t.params["model.dropout"] for t in top),
-        max(t.params["model.dropout"] for t in top),
-    ]
-    assert dropout["chosen"] == s["best_params"]["model.dropout"]
-    board = (runs / "imdb" / "leaderboard.md").read_text()
-    assert "sweet spot" in board and "train acc" in board
-    check_plots_and_html(runs / "imdb", ["lstm"])
-    check_predict_round_trip(
-        runs / "imdb", "lstm", DataConfig(train_size=300, val_size=100, test_size=100), tmp_path, capsys
-    )
 
-    # A finished sweep run again trains nothing and shows the results.
+def test_the_leaderboard_says_how_sure_it_is(finished_sweep):
+    board = finished_sweep.run.read_leaderboard()
+    assert board["format"] == 2 and {m["model"] for m in board["models"]} >= {"lstm", "rnn"}
+    verdicts = set()
+    for entry in board["models"]:
+        assert set(entry["test_ci"]) == {"accuracy", "f1"}
+        low, high = entry["test_ci"]["accuracy"]
+        assert (
+            low
+            <= (entry["retrain"]["mean"]["accuracy"] if "retrain" in entry else entry["test"]["accuracy"])
+            <= high
+        )
+        for key in ("vs_best", "vs_baseline"):
+            assert {"diff", "low", "high", "p_value", "verdict"} <= set(entry[key])
+            verdicts.add(entry[key]["verdict"])
+        if entry["model"] != "ensemble":
+            assert {"diff", "low", "high", "p_value"} <= set(entry["vs_default"])
+    assert verdicts <= {"best", "tied", "below", "above"} and board["best"] and board["predict_default"]
+    assert board["baseline"]["test_ci"] and "vs_best" in board["baseline"]
+    # Five trials are too few to say which knob matters: no numbers, and the report says why.
+    lstm = board["analysis"]["lstm"]
+    assert lstm["importance"]["note"] == "not enough trials (5 of 10)"
+    for knob in lstm["knobs"]:
+        assert knob["importance"] is None and knob["importance_low"] is None and knob["ped_anova"] is None
+        assert knob["edge"] is False and knob["broad"] is False
+    text = (finished_sweep.run.root / RunDir.LEADERBOARD_MD).read_text()
+    assert "not enough trials (5 of 10)" in text and "Holm" in text and "sweet spot" in text
+
+
+def test_the_report_command_the_plots_and_the_page(finished_sweep, tmp_path):
+    runs = copy_sweep(finished_sweep.runs, tmp_path / "runs")
+    code, out, err = run([sys.executable, "-m", "search.report", "--runs-dir", str(runs), "--json"])
+    assert code == 0, err[-2000:]
+    assert json.loads(out.strip().splitlines()[-1])["models"]["lstm"]["trials"]["total"] == 5
+    assert "MB on disk)" in out and all(len(line) <= 120 for line in out.splitlines()[:-1])
+    assert "vs best" in out and "tuned - default" in out and "search.predict serves" in out
+    check_plots_and_html(runs / "imdb", ["lstm", "rnn"])
+
+
+def test_predict_serves_exactly_what_the_retrain_recorded(finished_sweep, tmp_path, capsys):
+    check_predict_round_trip(finished_sweep.run.root, "lstm", TINY_DATA, tmp_path, capsys)
+    # The ensemble, served as it was scored: kept or not by this sweep, one of lstm and rnn is saved here.
+    runs = copy_sweep(finished_sweep.runs, tmp_path / "runs")
+    run = RunDir(runs / "imdb")
+    weights = {"lstm": 0.6, "rnn": 0.4}
+    save_ensemble(run.ensemble.bundle, weights, ["negative", "positive"], "imdb", {})
+    source = tmp_path / "texts.csv"
+    texts, labels = raw_test_split(TINY_DATA)
+    pd.DataFrame({"text": texts}).to_csv(source, index=False)
+    served = predict_file(run, ["--model", "ensemble", "--input", str(source)], tmp_path, capsys)
+    stored = {m: seed_mean(run.model(m).read_predictions("tuned", "test").probs) for m in weights}
+    expected = combine(stored, weights)
+    np.testing.assert_allclose(served[["p_negative", "p_positive"]].to_numpy(), expected, rtol=0, atol=1e-6)
+    assert served["label"].tolist() == [["negative", "positive"][k] for k in expected.argmax(1)]
+    code, _, err = run_cli(
+        predict,
+        ["--run", str(run.root), "--model", "ensemble", "--text", "x", "--seed", "42"],
+        capsys,
+    )
+    assert code == 2 and "the ensemble averages every seed" in err
+
+
+def test_a_finished_sweep_run_again_trains_nothing_and_other_settings_are_refused(finished_sweep, tmp_path):
+    runs = copy_sweep(finished_sweep.runs, tmp_path / "runs")
+    cmd = [str(runs) if a == str(finished_sweep.runs) else a for a in finished_sweep.lstm_cmd]
     started = time.time()
     code, out, err = run(cmd)
-    assert code == 0 and "nothing to train" in out and time.time() - started < 60
-    # The report command reads what is on disk.
-    code, out, err = run([sys.executable, "-m", "search.report", "--runs-dir", str(runs), "--json"])
-    assert code == 0 and json.loads(out.strip().splitlines()[-1])["models"]["lstm"]["trials"]["total"] == 5
-    assert "MB on disk)" in out and all(len(line) <= 120 for line in out.splitlines()[:-1])
-    # Other settings on the same sweep name are refused, not mixed in.
+    assert code == 0 and "nothing to train" in out and time.time() - started < 60, err[-2000:]
     other = [("4" if a == "3" and b == "--epochs" else a) for b, a in zip(["", *cmd], cmd)]
     code, out, err = run(other)
     assert code == 2 and "train.max_epochs=3" in err and "--fresh" in err and "Traceback" not in err
     code, out, err = run(tune_cmd(runs, "--model", "lstm", "--trials", "1", "--epochs", "1", "--fresh"))
-    assert code == 0 and "--fresh: discarding" in out and summary(runs)["trials"]["total"] == 1
+    assert code == 0 and "--fresh: discarding" in out and summary(runs).trials["total"] == 1
+
+
+def test_the_same_seed_gives_the_same_sweep(finished_sweep, tmp_path):
+    """The session's LSTM sweep again in a new folder: ASHA stopped trials there, and here the same ones."""
+    runs = tmp_path / "runs"
+    cmd = [str(runs) if a == str(finished_sweep.runs) else a for a in finished_sweep.lstm_cmd]
+    cmd = [a for a in cmd if a != "--json"] + ["--no-plots", "--no-default"]
+    code, out, err = run(cmd)
+    assert code == 0, err[-3000:]
+    sweeps = []
+    for folder in (finished_sweep.run.model("lstm"), RunDir(runs / "imdb").model("lstm")):
+        rows = folder.read_trial_rows()
+        keys = [k for k in rows[0] if k.startswith(("model.", "train.", "data.")) or k in ("state", "epochs")]
+        sweeps.append(
+            (
+                [{k: r[k] for k in keys} for r in rows],
+                [round(float(r["best_val_loss"]), 6) for r in rows],
+                folder.read_summary().retrain["mean"],
+            )
+        )
+    assert sweeps[0] == sweeps[1]
+    assert any(r["state"] == "stopped_early" for r in sweeps[0][0])  # ASHA acted in both
 
 
 def test_memory_budget_is_enforced_and_the_sweep_goes_on(tmp_path):
@@ -174,89 +194,64 @@ def test_memory_budget_is_enforced_and_the_sweep_goes_on(tmp_path):
         )
     )
     assert code == 0, err[-3000:]
-    lines = (runs / "imdb" / "lstm" / "trials.csv").read_text().splitlines()
-    first = dict(zip(lines[0].split(","), lines[1].split(",")))
+    first = RunDir(runs / "imdb").model("lstm").read_trial_rows()[0]
     assert first["state"] == "failed" and "memory budget exceeded" in first["reason"], first
     assert float(first["model.embed_dim"]) == 30000
     s = summary(runs)
-    assert s["trials"]["total"] == 3 and s["trials"]["completed"] >= 1
-    assert s["best_params"]["model.embed_dim"] == 8
-    assert "FAIL" in s["optuna_states"]
+    assert s.trials["total"] == 3 and s.trials["completed"] >= 1
+    assert s.best_params["model.embed_dim"] == 8
+    assert "FAIL" in s.optuna_states
 
 
-def kill_when(cmd, ready, log: Path, timeout: float = 300, must_kill: bool = True) -> None:
-    """Start a sweep, wait until ready() holds, then SIGKILL its driver and the Ray processes it started.
-    must_kill=False: a sweep that ends first is fine (a random kill point may lie past its end)."""
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + timeout
-        while time.time() < deadline and proc.poll() is None and not ready():
-            time.sleep(0.2)
-        if must_kill:
-            assert proc.poll() is None, f"the sweep ended before the kill point: {log.read_text()[-2000:]}"
-            assert ready(), "the kill point never came"
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the driver, as kill -9 would, and its local Ray
-        except ProcessLookupError:
-            pass
-        proc.wait()
-
-
-def results(sweep: Path) -> dict[str, list[dict]]:
-    return {
-        p.parent.name: [json.loads(line) for line in p.read_text().splitlines()]
-        for p in sweep.glob("*/result.json")
-    }
-
-
-def finished_results(sweep: Path) -> dict[str, list[dict]]:
-    return {name: rows for name, rows in results(sweep).items() if rows and rows[-1].get("finished")}
-
-
-def check_sweep(runs, model, trials, finished_before: dict) -> None:
-    """Exactly N trials, each epoch logged once, Optuna's states equal to the records, and no trial that
-    had finished was run again."""
+def check_sweep(runs, model, trials, ended_before: dict, experiment: Path | None = None) -> None:
+    """Exactly N trials, each epoch logged once, the persistent study's and the searcher's own states equal to
+    the records, and no trial that had ended before a kill was run again."""
     s = summary(runs, model)
-    t = s["trials"]
+    t = s.trials
     assert t["total"] == trials and t["completed"] + t["stopped_early"] + t["failed"] == trials
-    assert s["optuna_states"].get("COMPLETE", 0) == t["completed"], s["optuna_states"]
-    assert s["optuna_states"].get("PRUNED", 0) == t["stopped_early"], s["optuna_states"]
-    assert s["optuna_states"].get("FAIL", 0) == t["failed"], s["optuna_states"]
-    assert sum(s["optuna_states"].values()) == trials
+    expected = {"COMPLETE": t["completed"], "PRUNED": t["stopped_early"], "FAIL": t["failed"]}
+    expected = {k: v for k, v in expected.items() if v}
+    assert s.optuna_states == expected, s.optuna_states
+    assert s.searcher_states == expected, (
+        s.searcher_states
+    )  # what TPE itself was told, kept through the kills
     check_study(runs / "imdb", model, trials)  # one study, each trial once, none left RUNNING
-    final = results(runs / "imdb" / model)
+    final = results(experiment or runs / "imdb" / model)
     assert len(final) == trials
     for name, rows in final.items():
         assert [r["training_iteration"] for r in rows] == list(range(1, len(rows) + 1)), name
-    for name, rows in finished_before.items():
-        assert final[name] == rows, f"finished trial {name} was run again"
+    for name, rows in ended_before.items():
+        assert final[name] == rows, f"trial {name} had ended before a kill and was run again"
 
 
 def test_a_trial_killed_between_epochs_continues_from_its_checkpoint(tmp_path):
     runs = tmp_path / "runs"
     cmd = tune_cmd(
-        runs, "--model", "lstm", "--trials", "2", "--epochs", "8", "--set", "search.grace_period=8"
+        runs, "--model", "lstm", "--trials", "3", "--epochs", "6", "--set", "search.grace_period=6"
     )
-    sweep = runs / "imdb" / "lstm"
+    folder = runs / "imdb" / "lstm"
     running = {}
 
-    def mid_trial() -> bool:  # a trial with 3+ epochs reported and checkpointed, not finished
-        for name, rows in results(sweep).items():
-            if 3 <= len(rows) < 8 and not rows[-1].get("finished"):
+    def second_trial_midway() -> bool:  # one trial ended, another with 3+ epochs reported and checkpointed
+        found = results(folder)
+        ended = ended_results(folder)
+        for name, rows in found.items():
+            if ended and name not in ended and 3 <= len(rows) < 6:
                 running[name] = rows
                 return True
         return False
 
-    kill_when(cmd, mid_trial, tmp_path / "run1.log")
+    kill_when(cmd, second_trial_midway, tmp_path / "run1.log")
     ((name, before),) = running.items()
+    ended = ended_results(folder)
+    assert ended  # the check below has something to check
     code, out, err = run(cmd)
     assert code == 0, err[-3000:]
-    check_sweep(runs, "lstm", 2, {})
-    after = results(sweep)[name]
+    assert "took over the lock" in out  # the killed driver's lock, left behind on this host
+    check_sweep(runs, "lstm", 3, ended)
+    after = results(folder)[name]
     # It went on from a checkpoint: what it had reported is kept and no epoch was trained twice.
-    assert after[: len(before)] == before and len(after) == 8
+    assert after[: len(before)] == before and len(after) > len(before)
 
 
 def test_kills_at_several_points_of_a_multi_model_sweep_keep_it_consistent(tmp_path, tiny_distilbert):
@@ -266,36 +261,37 @@ def test_kills_at_several_points_of_a_multi_model_sweep_keep_it_consistent(tmp_p
         runs, "--model", "all", "--encoder", tiny_distilbert, "--trials", "2", "--epochs", "2", "--seeds", "1"
     )
     models = ("rnn", "lstm", "transformer", "distilbert")
-    finished = {m: {} for m in models}
+    ended = {m: {} for m in models}
 
-    def note_finished():
+    def note_ended():
         for m in models:
-            finished[m].update(finished_results(runs / "imdb" / m))
+            live = {t.user_attrs["trial_id"] for t in live_trials(runs / "imdb", m)}
+        ended[m].update(ended_results(runs / "imdb" / m, live))
 
     logs = iter(tmp_path / f"run{i}.log" for i in range(10))
     log = next(logs)
     second_model = lambda: bool(results(runs / "imdb" / "lstm"))  # noqa: E731
     kill_when(cmd, second_model, log)
-    note_finished()
+    note_ended()
+    assert len(ended["rnn"]) == 2  # the first model had finished: both its trials must stay as they were
     log = next(logs)
-    retraining = lambda: "[transformer] best trial" in log.read_text()  # noqa: E731
+    retraining = lambda: "[transformer] retraining the best" in log.read_text()  # noqa: E731
     kill_when(cmd, retraining, log)
-    note_finished()
-    assert not (runs / "imdb" / "transformer" / "summary.json").exists()  # killed inside its retrain
+    note_ended()
+    assert not RunDir(runs / "imdb").model("transformer").has_summary()  # killed inside its retrain
     for wait in (rng.uniform(4, 15), rng.uniform(4, 15)):  # two random points
         started = time.time()
         kill_when(cmd, lambda: time.time() - started > wait, next(logs), must_kill=False)  # noqa: B023
-        note_finished()
+        note_ended()
     code, out, err = run(cmd)
     assert code == 0, err[-3000:]
     for m in models:
-        check_sweep(runs, m, 2, finished[m])
+        check_sweep(runs, m, 2, ended[m])
     assert "tfidf+logreg" in out
 
 
 def trial_nodes(runs, model) -> set[str]:
-    with open(Path(runs) / "imdb" / model / "trials.csv") as fh:
-        return {row["node"] for row in csv.DictReader(fh)}
+    return {row["node"] for row in RunDir(Path(runs) / "imdb").model(model).read_trial_rows()}
 
 
 def test_address_joins_that_cluster_and_no_address_never_does(tmp_path):
@@ -316,7 +312,8 @@ def test_address_joins_that_cluster_and_no_address_never_does(tmp_path):
     assert started.returncode == 0, started.stderr[-2000:]
     try:
         query = (
-            "import json, ray; from search.sweep.cluster import connect; connect('127.0.0.1:%d'); "  # token auth too
+            # connect() authenticates with a token where one exists, as the driver does
+            "import json, ray; from search.sweep.cluster import connect; connect('127.0.0.1:%d'); "
             "print(json.dumps([n['NodeID'] for n in ray.nodes()]))" % port
         )
         nodes = subprocess.run(
@@ -329,7 +326,7 @@ def test_address_joins_that_cluster_and_no_address_never_does(tmp_path):
         cmd = tune_cmd(joined, "--model", "rnn", "--trials", "2", "--epochs", "2", "--address", address)
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert summary(joined, "rnn")["trials"]["total"] == 2
+        assert summary(joined, "rnn").trials["total"] == 2
         assert trial_nodes(joined, "rnn") <= cluster and trial_nodes(joined, "rnn")
 
         # Without --address: a private instance, even with RAY_ADDRESS naming that 1-CPU cluster and its
@@ -365,13 +362,11 @@ def test_encoder_sweep_trains_heads_on_cached_features(tmp_path, tiny_distilbert
     )
     assert code == 0, err[-3000:]
     s = summary(runs, "distilbert")
-    assert s["trials"]["total"] == 3 and s["trials"]["failed"] == 0
-    assert s["retrain"]["trainable_params"] < s["retrain"]["params"]
-    assert s["best_params"]["model.unfreeze_layers"] in (0, 1)
+    assert s.trials["total"] == 3 and s.trials["failed"] == 0
+    assert s.retrain["trainable_params"] < s.retrain["params"]
+    assert s.best_params["model.unfreeze_layers"] in (0, 1)
     # The weights hold the head; the encoder is named and loaded again, and gives the same predictions.
-    check_predict_round_trip(
-        runs / "imdb", "distilbert", DataConfig(train_size=300, val_size=100, test_size=100), tmp_path, capsys
-    )
+    check_predict_round_trip(runs / "imdb", "distilbert", TINY_DATA, tmp_path, capsys)
 
 
 def test_more_cpus_than_a_node_has_is_a_clear_error(tmp_path):
@@ -379,11 +374,20 @@ def test_more_cpus_than_a_node_has_is_a_clear_error(tmp_path):
     assert code == 2 and "--cpus 512 is more than any Ray node has" in err and "Traceback" not in err
 
 
-def test_one_models_config_with_all_models_is_refused(tmp_path):
-    config = tmp_path / "lstm.yaml"
-    config.write_text("model: {hidden_dim: 32}\n")
-    code, out, err = run(tune_cmd(tmp_path, "--model", "all", "--config", str(config)))
-    assert code == 2 and "use it with a single --model" in err and "Traceback" not in err
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["--model", "rnn", "--concurrent", "0"], "--concurrent must be at least 1, got 0"),
+        (["--model", "all", "--config", "lstm.yaml"], "use it with a single --model"),
+        (["--model", "rnn", "--time-budget", "soon"], "time budget 'soon' is not a duration"),
+        (["--model", "rnn", "--warm-start", "nowhere"], "--warm-start nowhere: no such sweep folder"),
+    ],
+    ids=["concurrent 0", "one model's config with all", "bad time budget", "missing warm start"],
+)
+def test_bad_search_options_are_one_line_and_exit_2(argv, expected, tmp_path, capsys):
+    code, out, err = run_cli(tune, ["--runs-dir", str(tmp_path), *argv], capsys)
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not list(tmp_path.iterdir())  # a refused command leaves nothing behind
 
 
 def test_a_sweep_name_holds_one_dataset(tmp_path):
@@ -421,7 +425,7 @@ def test_a_sweep_name_holds_one_dataset(tmp_path):
     code, out, err = run([*base, "--model", "lstm", "--train-size", "300"])
     assert code == 0, err[-3000:]
     sweep = runs / "reviews-300-50-50"  # the default name carries the non-default sizes
-    baseline = json.loads((sweep / "baseline.json").read_text())
+    baseline = RunDir(sweep).read_baseline()
     # Another model on other data under the same name: refused, not mixed into one leaderboard.
     code, out, err = run([*base, "--model", "rnn", "--train-size", "250", "--name", sweep.name])
     assert code == 2 and "Traceback" not in err
@@ -434,7 +438,7 @@ def test_a_sweep_name_holds_one_dataset(tmp_path):
     # --fresh discards the sweeps of the old data; the baseline is computed on the new data.
     code, out, err = run([*base, "--model", "lstm", "--train-size", "300", "--fresh"])
     assert code == 0 and "discarding all of" in out, err[-3000:]
-    assert json.loads((sweep / "baseline.json").read_text())["dataset"] != baseline["dataset"]
+    assert RunDir(sweep).read_baseline().dataset != baseline.dataset
 
 
 def test_three_classes_through_the_sweep_with_macro_f1(tmp_path):
@@ -480,8 +484,8 @@ def test_three_classes_through_the_sweep_with_macro_f1(tmp_path):
     code, out, err = run(cmd)
     assert code == 0, err[-3000:]
     s = summary(runs, "lstm", "three")
-    assert s["data_report"]["label_names"] == ["imdb", "rt-negative", "rt-positive"]
-    test = s["retrain"]["seeds"][0]["test"]
+    assert s.data_report["label_names"] == ["imdb", "rt-negative", "rt-positive"]
+    test = s.retrain["seeds"][0]["test"]
     assert len(test["confusion"]) == 3 and all(len(row) == 3 for row in test["confusion"])
     # macro F1: the mean of the per-class F1 scores computed from the confusion matrix
     per_class = []
@@ -491,7 +495,7 @@ def test_three_classes_through_the_sweep_with_macro_f1(tmp_path):
         actual = sum(test["confusion"][k])
         per_class.append(2 * tp / (predicted + actual) if predicted + actual else 0.0)
     assert abs(test["f1"] - sum(per_class) / 3) < 1e-9
-    assert f"{s['retrain']['mean']['f1']:.4f}" in (runs / "three" / "leaderboard.md").read_text()
+    assert f"{s.retrain['mean']['f1']:.3f}" in (runs / "three" / RunDir.LEADERBOARD_MD).read_text()
 
 
 def test_a_diverging_trial_fails_in_optuna_and_the_sweep_finishes(tmp_path):
@@ -505,40 +509,18 @@ def test_a_diverging_trial_fails_in_optuna_and_the_sweep_finishes(tmp_path):
     runs = tmp_path / "runs"
     code, out, err = run(tune_cmd(runs, "--model", "rnn", "--config", str(config), "--trials", "3"))
     assert code == 0, err[-3000:]
-    with open(runs / "imdb" / "rnn" / "trials.csv") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = RunDir(runs / "imdb").model("rnn").read_trial_rows()
     assert rows[0]["state"] == "failed" and "training diverged" in rows[0]["reason"], rows[0]
     s = summary(runs, "rnn")
-    assert s["trials"]["total"] == 3 and s["optuna_states"].get("FAIL", 0) == s["trials"]["failed"] >= 1
-    assert s["best_params"]["train.lr"] == 0.001
-
-
-def test_the_same_seed_gives_the_same_sweep(tmp_path):
-    results = []
-    for attempt in ("a", "b"):
-        runs = tmp_path / attempt
-        code, out, err = run(
-            tune_cmd(runs, "--model", "lstm", "--trials", "2", "--epochs", "2", "--seeds", "1")
-        )
-        assert code == 0, err[-3000:]
-        with open(runs / "imdb" / "lstm" / "trials.csv") as fh:
-            rows = list(csv.DictReader(fh))
-        keys = [k for k in rows[0] if k.startswith(("model.", "train.", "data.")) or k in ("state", "epochs")]
-        results.append(
-            (
-                [{k: r[k] for k in keys} for r in rows],
-                [round(float(r["best_val_loss"]), 6) for r in rows],
-                summary(runs)["retrain"]["mean"],
-            )
-        )
-    assert results[0] == results[1]
+    assert s.trials["total"] == 3 and s.optuna_states.get("FAIL", 0) == s.trials["failed"] >= 1
+    assert s.best_params["train.lr"] == 0.001
 
 
 def live_trials(sweep: Path, model: str) -> list:
     """The trials the live study holds so far; none while the driver is still creating it."""
     import sqlalchemy.exc
 
-    if not (sweep / "optuna.db").is_file():
+    if not RunDir(sweep).study_path.is_file():
         return []
     try:
         return load_study(sweep, model).trials
@@ -577,24 +559,18 @@ def test_two_nodes_run_trials_in_parallel_with_shared_storage_and_resume(tmp_pat
         # Killed once the live study holds a finished trial: the dashboard sees trials while they run.
         kill_when(cmd, lambda: len(live_trials(runs / "imdb", "lstm")) >= 1, tmp_path / "run1.log")
         assert {t.state.name for t in live_trials(runs / "imdb", "lstm")} <= {"COMPLETE", "PRUNED"}
-        before = finished_results(trials)
+        before = ended_results(trials, {t.user_attrs["trial_id"] for t in live_trials(runs / "imdb", "lstm")})
+        assert before  # the check below has something to check
         code, out, err = run(cmd)
         assert code == 0, err[-3000:]
         s = summary(runs)
-        assert s["trials"]["total"] == 4 and (storage / ".sweetspot-storage").is_file()
-        assert len(results(trials)) == 4 and not list(trials.glob("*/checkpoint_*"))
-        for name, rows in before.items():
-            assert results(trials)[name] == rows, f"finished trial {name} was run again"
+        assert s.trials["total"] == 4 and (storage / STORAGE_MARKER).is_file()
+        assert not list(trials.glob("*/checkpoint_*"))
+        check_sweep(runs, "lstm", 4, before, trials)
         assert trial_nodes(runs, "lstm") == {n.node_id for n in cluster.list_all_nodes()}
-        check_study(runs / "imdb", "lstm", 4)
         assert "(1 running)" in out or "(0 running)" in out
     finally:
         cluster.shutdown()
-
-
-def test_concurrent_must_be_positive(tmp_path):
-    code, out, err = run(tune_cmd(tmp_path, "--model", "rnn", "--concurrent", "0"))
-    assert code == 2 and "--concurrent must be at least 1, got 0" in err and "Traceback" not in err
 
 
 def test_a_storage_that_cannot_be_opened_is_a_clear_error(tmp_path):

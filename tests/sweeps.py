@@ -1,0 +1,88 @@
+"""Running real sweeps from the tests, as a user runs them: a driver process per command, killed or signalled
+as a terminal or a scheduler would, and checks on what the run directory then holds."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from search.store.layout import RESULT, RunDir
+
+TINY = ["--train-size", "300", "--val-size", "100", "--test-size", "100", "--cpus", "1", "--seeds", "2"]
+
+
+def tune_cmd(runs, *extra, plots=False, name="imdb"):
+    """Plots cost a few seconds a sweep; the sweeps that check them ask for them."""
+    cmd = [sys.executable, "-m", "search.tune", "--runs-dir", str(runs), "--name", name, *TINY, *extra]
+    return cmd + ([] if plots else ["--no-plots"])
+
+
+def run(cmd, timeout=400, env=None):
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def summary(runs, model="lstm", name="imdb"):
+    return RunDir(Path(runs) / name).model(model).read_summary()
+
+
+def copy_sweep(source: Path, runs: Path) -> Path:
+    """A copy of a finished sweep's runs directory, to change without touching the shared one."""
+    shutil.copytree(source, runs, ignore=shutil.ignore_patterns(".lock*"))
+    return runs
+
+
+def start(cmd, log: Path, env=None) -> subprocess.Popen:
+    """A driver in a process group of its own, as a terminal starts a command."""
+    with open(log, "w") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+
+
+def wait_until(proc: subprocess.Popen, ready, log: Path, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.2)
+    assert proc.poll() is None, (
+        f"the sweep ended before the point it was waited for: {log.read_text()[-2000:]}"
+    )
+    assert ready(), "the point never came"
+
+
+def kill_when(cmd, ready, log: Path, timeout: float = 300, must_kill: bool = True) -> None:
+    """Start a sweep, wait until ready() holds, then SIGKILL its driver and the Ray processes it started.
+    must_kill=False: a sweep that ends first is fine (a random kill point may lie past its end)."""
+    proc = start(cmd, log)
+    try:
+        deadline = time.time() + timeout
+        while time.time() < deadline and proc.poll() is None and not ready():
+            time.sleep(0.2)
+        if must_kill:
+            assert proc.poll() is None, f"the sweep ended before the kill point: {log.read_text()[-2000:]}"
+            assert ready(), "the kill point never came"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver, as kill -9 would, and its local Ray
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def results(folder: Path) -> dict[str, list[dict]]:
+    """Ray's per-epoch results of every trial folder under a model's experiment folder."""
+    return {
+        p.parent.name: [json.loads(line) for line in p.read_text().splitlines()]
+        for p in folder.glob(f"*/{RESULT}")
+    }
+
+
+def ended_results(folder: Path, trial_ids: set[str] | None = None) -> dict[str, list[dict]]:
+    """The results of trials that had ended: those whose last epoch said finished, or the given trial ids (the
+    live study's, which also holds the ones ASHA stopped)."""
+    found = results(folder)
+    if trial_ids is not None:
+        return {name: rows for name, rows in found.items() if name in trial_ids}
+    return {name: rows for name, rows in found.items() if rows and rows[-1].get("finished")}
