@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import pickle
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,11 @@ class PreparedData:
     def num_classes(self) -> int:
         return len(self.label_names)
 
+    def without(self, split: str) -> "PreparedData":
+        """The same data with one split emptied: what may be handed to code that must not see it."""
+        empty = encode([], self.vocab, self.max_len, self.truncate)
+        return dataclasses.replace(self, **{split: empty})
+
     def cut(self, max_len: int) -> "PreparedData":
         """The same data at a shorter max_len, exactly as if prepared at it: a sweep prepares once at its
         longest length and each trial cuts its own."""
@@ -81,9 +87,10 @@ def prepare(cfg: DataConfig, cache_dir: str | None = None, use_cache: bool = Tru
     key = cache_key(cfg)
     path = cache_root(cache_dir) / f"data-{key}.pt"
     if use_cache and path.is_file():
-        data = _load(path)
-        data.report["cache"] = {"hit": True, "path": str(path)}
-        return data
+        data = read_cache(path, _load)
+        if data is not None:
+            data.report["cache"] = {"hit": True, "path": str(path)}
+            return data
     data = build(load_source(cfg), cfg)
     data.key = key
     if use_cache:
@@ -296,6 +303,18 @@ def atomic_save(obj, path: Path) -> None:
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def read_cache(path: Path, load):
+    """load(path), or None when the file is damaged (a disk that filled, a copy cut short): it is then set aside,
+    said in one line, and made again from its sources by the caller."""
+    try:
+        return load(path)
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, pickle.UnpicklingError) as err:
+        aside = path.with_name(path.name + ".damaged")
+        os.replace(path, aside)
+        print(f"cache entry {path} could not be read ({str(err).splitlines()[0][:80]}): made again", flush=True)
+        return None
 
 
 def _load(path: Path) -> PreparedData:

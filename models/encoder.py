@@ -220,7 +220,7 @@ class EncoderClassifier(nn.Module):
         reads only the first position ([CLS] or the pooler), the last layer computes only that row."""
         from transformers.masking_utils import create_bidirectional_mask
 
-        x, mask = batch["hidden"], batch["attention_mask"]
+        x, mask = batch["hidden"].float(), batch["attention_mask"]  # cached as float16 (models/features.py)
         layer_mask = create_bidirectional_mask(
             config=self.encoder_config, inputs_embeds=x, attention_mask=mask
         )
@@ -237,7 +237,7 @@ class EncoderClassifier(nn.Module):
 
     def forward(self, batch: dict) -> torch.Tensor:
         if "features" in batch:
-            return self.head(batch["features"])
+            return self.head(batch["features"].float())  # cached as float16
         return self.head(self.encode_top(batch) if "hidden" in batch else self.encode(batch))
 
     def with_encoder(self) -> "EncoderClassifier":

@@ -1,7 +1,8 @@
 """Inputs of the pretrained encoder: its own tokenizer, and what its frozen part computes, cached on disk.
 
 What is frozen gives the same output every epoch and every trial, so it runs once per (dataset, encoder,
-length, truncation) and is reused until a setting changes:
+length, truncation) and is reused until a setting changes. It is stored as float16 .npy files that every trial
+opens memory-mapped, so a trial holds none of it in its own memory and nothing of it travels through Ray:
 - a frozen encoder: one pass keeps every pooling ([CLS], mean, and the pooler where the model has one), so
   pooling can be searched for free;
 - the top n layers unfrozen: the hidden states below them (and the attention mask), so an epoch runs only
@@ -10,15 +11,24 @@ length, truncation) and is reused until a setting changes:
 
 import hashlib
 import json
-from functools import lru_cache
+import os
+import shutil
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from configs.errors import UserError
-from data_pipeline.prepare import SPLITS, PreparedData, atomic_save, cache_root, keep
+from data_pipeline.prepare import SPLITS, PreparedData, cache_root, keep
 from models.batching import Batching
 from models.encoder import EncoderClassifier, load_encoder, pool, resolve_pooling, transformer_layers
+from models.inputs import REPORT
+
+# 2: float16 .npy files, one per split and array, memory-mapped by each reader (1: one float32 torch file)
+CACHE_FORMAT = 2
+STORED, STORED_TORCH = np.float16, torch.float16
+INFO = "info.json"
 
 # Cached pooled features have no length; token ids and cached lower states are cut to each batch's longest
 # text.
@@ -64,8 +74,24 @@ def encoder_id(name: str) -> str:
 
 
 def cache_path(kind: str, data: PreparedData, cfg, cache_dir: str | None, *extra) -> Path:
-    ident = json.dumps([data.key, encoder_id(cfg.encoder), cfg.max_length, cfg.truncate, *extra])
-    return cache_root(cache_dir) / f"{kind}-{hashlib.sha256(ident.encode()).hexdigest()[:16]}.pt"
+    """The folder of one input variant's cached arrays; its name hashes what they depend on, their dtype "
+    "and the
+    cache format."""
+    ident = [
+        data.key,
+        encoder_id(cfg.encoder),
+        cfg.max_length,
+        cfg.truncate,
+        *extra,
+        STORED.__name__,
+        CACHE_FORMAT,
+    ]
+    return cache_root(cache_dir) / f"{kind}-{hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]}"
+
+
+def present(data: PreparedData) -> list[str]:
+    """The splits that hold texts (trials get the data without its test split)."""
+    return [name for name in SPLITS if len(getattr(data, name))]
 
 
 def length_sorted_batches(ids: list[list[int]], batch_size: int):
@@ -74,28 +100,58 @@ def length_sorted_batches(ids: list[list[int]], batch_size: int):
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
+class RowFile:
+    """An .npy file of (rows, *shape) written row by row, in any order, straight to disk: the states of a long
+    corpus never sit whole in the memory of the process that computes them."""
+
+    def __init__(self, path: Path, rows: int, shape: tuple, dtype):
+        self.dtype, self.shape = np.dtype(dtype), shape
+        self.fh = open(path, "wb")
+        header = {
+            "descr": np.lib.format.dtype_to_descr(self.dtype),
+            "fortran_order": False,
+            "shape": (rows, *shape),
+        }
+        np.lib.format.write_array_header_1_0(self.fh, header)
+        self.start = self.fh.tell()
+        self.row_bytes = int(np.prod(shape)) * self.dtype.itemsize
+        self.fh.truncate(self.start + rows * self.row_bytes)  # every row present, zero until written
+
+    def write(self, row: int, values: np.ndarray) -> None:
+        self.fh.seek(self.start + row * self.row_bytes)
+        self.fh.write(np.ascontiguousarray(values, dtype=self.dtype).tobytes())
+
+    def close(self) -> None:
+        self.fh.close()
+
+
 def encode_texts(model, tokenizer, texts: list[str], cfg) -> dict[str, torch.Tensor]:
-    """{pooling: (N, hidden)} for "cls", "mean" and, where the model has one, "pooler"."""
+    """{pooling: (N, hidden)} for "cls", "mean" and, where the model has one, "pooler", as stored "
+    "(float16)."""
     return run_encoder(model, tokenizer, texts, cfg)[0]
 
 
 def encode_lower(model, tokenizer, texts: list[str], cfg, depth: int) -> dict[str, torch.Tensor]:
-    """{"hidden": (N, T, hidden) states after the first `depth` layers, "attention_mask": (N, T)}, with T the
-    longest text's length (at most max_length)."""
+    """{"hidden": (N, T, hidden) states after the first `depth` layers, as stored (float16), "attention_mask":
+    (N, T)}, with T the longest text's length (at most max_length)."""
     return run_encoder(model, tokenizer, texts, cfg, depth)[1]
 
 
 @torch.no_grad()
-def run_encoder(model, tokenizer, texts: list[str], cfg, depth: int | None = None) -> tuple[dict, dict]:
+def run_encoder(
+    model, tokenizer, texts: list[str], cfg, depth: int | None = None, hidden: RowFile | None = None
+) -> tuple[dict, dict]:
     """One pass, in length-sorted batches: (the pooled outputs as encode_texts gives them, the states after
-    `depth` layers as encode_lower gives them, or {} without a depth)."""
+    `depth` layers as encode_lower gives them, or {} without a depth). With a RowFile the states go there
+    instead of into memory."""
     ids = token_ids(tokenizer, texts, cfg.max_length, cfg.truncate)
+    width = max(len(row) for row in ids)
     pooled_out: dict[str, torch.Tensor] = {}
     lower = {}
     if depth is not None:
-        width = max(len(row) for row in ids)
-        lower["hidden"] = torch.zeros(len(texts), width, model.config.hidden_size)
         lower["attention_mask"] = torch.zeros(len(texts), width, dtype=torch.int64)
+        if hidden is None:
+            lower["hidden"] = torch.zeros(len(texts), width, model.config.hidden_size, dtype=STORED_TORCH)
     for idx in length_sorted_batches(ids, cfg.encode_batch_size):
         batch = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
         outputs = model(
@@ -105,12 +161,22 @@ def run_encoder(model, tokenizer, texts: list[str], cfg, depth: int | None = Non
         )
         kinds = ["cls", "mean"] + (["pooler"] if getattr(outputs, "pooler_output", None) is not None else [])
         for kind in kinds:
-            pooled = pool(outputs, batch["attention_mask"], kind)
-            pooled_out.setdefault(kind, torch.zeros(len(texts), pooled.size(1)))[idx] = pooled.float()
+            pooled = pool(outputs, batch["attention_mask"], kind).to(STORED_TORCH)
+            pooled_out.setdefault(kind, torch.zeros(len(texts), pooled.size(1), dtype=STORED_TORCH))[idx] = (
+                pooled
+            )
         if depth is not None:
-            states = outputs.hidden_states[depth]  # [0] is the embeddings' output, [i] after layer i
-            lower["hidden"][idx, : states.size(1)] = states.float()
+            states = outputs.hidden_states[depth].to(
+                STORED_TORCH
+            )  # [0] the embeddings' output, [i] after layer i
             lower["attention_mask"][idx, : states.size(1)] = batch["attention_mask"]
+            if hidden is None:
+                lower["hidden"][idx, : states.size(1)] = states
+                continue
+            padded = torch.zeros(len(idx), width, states.size(2), dtype=STORED_TORCH)
+            padded[:, : states.size(1)] = states
+            for row, i in enumerate(idx):
+                hidden.write(i, padded[row].numpy())
     return pooled_out, lower
 
 
@@ -129,18 +195,47 @@ def pick(features: dict[str, torch.Tensor], cfg) -> torch.Tensor:
     return features[pooling]
 
 
+def _write_folder(path: Path, write) -> None:
+    """write(folder) fills a temporary folder that then takes the cache entry's name at once: a crash never
+    leaves half an entry, and two processes that made the same one keep one."""
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        write(tmp)
+        info = json.loads((tmp / INFO).read_text())
+        info["bytes"] = sum(f.stat().st_size for f in tmp.iterdir())
+        (tmp / INFO).write_text(json.dumps(info))
+        os.rename(tmp, path)
+    except OSError:
+        if not path.is_dir():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _save_pooled(folder: Path, split: str, pooled: dict) -> None:
+    for kind, values in pooled.items():
+        np.save(folder / f"{split}-{kind}.npy", values.numpy())
+
+
 def frozen_features(data: PreparedData, cfg, cache_dir: str | None = None, loaded=None) -> dict:
-    """{split: {pooling: (N, hidden)}, "info": {hidden_size, encoder_params}}, from the disk cache when it
-    has them. loaded: (tokenizer, model) to reuse."""
+    """{split: {pooling: (N, hidden)}, "info": {hidden_size, encoder_params, bytes}}, memory-mapped from "
+    "the disk
+    cache, made first when it lacks them (or holds a damaged entry). loaded: (tokenizer, model) to reuse."""
     path = cache_path("features", data, cfg, cache_dir)
-    if not path.is_file():
-        tokenizer, model = loaded or load_encoder(cfg.encoder)
-        feats = {
-            name: encode_texts(model, tokenizer, getattr(data, name).clean_texts, cfg) for name in SPLITS
-        }
-        feats["info"] = encoder_info(model)
-        atomic_save(feats, path)
-    return load_cached(path)
+    found = _read_folder(path)
+    if found is not None:
+        return found
+    tokenizer, model = loaded or load_encoder(cfg.encoder)
+
+    def write(folder: Path) -> None:
+        for name in present(data):
+            _save_pooled(folder, name, encode_texts(model, tokenizer, getattr(data, name).clean_texts, cfg))
+        (folder / INFO).write_text(json.dumps(encoder_info(model) | {"kind": "features", "splits": present(data)}))
+
+    _write_folder(path, write)
+    return _read_folder(path)
 
 
 def lower_depth(model, cfg) -> int:
@@ -152,49 +247,85 @@ def lower_depth(model, cfg) -> int:
 
 
 def lower_states(data: PreparedData, cfg, cache_dir: str | None = None, loaded=None) -> dict:
-    """{split: {"hidden", "attention_mask"}, "info": {..., "lower_states": True}}: the states below the top
-    cfg.unfreeze_layers layers, from the disk cache when it has them."""
+    """{split: {"hidden", "attention_mask"}, "info": {..., "lower_states": True, "bytes"}}: the states "
+    "below the
+    top cfg.unfreeze_layers layers, memory-mapped from the disk cache, made first when it lacks them. The same
+    pass caches the frozen encoder's features too."""
     path = cache_path("lower", data, cfg, cache_dir, cfg.unfreeze_layers)
-    if not path.is_file():
-        tokenizer, model = loaded or load_encoder(cfg.encoder)
-        depth = lower_depth(model, cfg)
-        runs = {
-            name: run_encoder(model, tokenizer, getattr(data, name).clean_texts, cfg, depth)
-            for name in SPLITS
-        }
-        states = {name: lower for name, (_, lower) in runs.items()}
-        states["info"] = encoder_info(model) | {"lower_states": True}
-        atomic_save(states, path)
-        features = cache_path("features", data, cfg, cache_dir)
-        if not features.is_file():  # the same pass gave the frozen encoder's features: keep them too
-            atomic_save(
-                {name: pooled for name, (pooled, _) in runs.items()} | {"info": encoder_info(model)}, features
+    found = _read_folder(path)
+    if found is not None:
+        return found
+    tokenizer, model = loaded or load_encoder(cfg.encoder)
+    depth = lower_depth(model, cfg)
+    pooled = {}
+
+    def write(folder: Path) -> None:
+        for name in present(data):
+            texts = getattr(data, name).clean_texts
+            width = max(len(row) for row in token_ids(tokenizer, texts, cfg.max_length, cfg.truncate))
+            rows = RowFile(
+                folder / f"{name}-hidden.npy", len(texts), (width, model.config.hidden_size), STORED
             )
-        del runs, states  # free them before the file is read back (1.2 GB for IMDB-2k at 256 tokens)
-    return load_cached(path)
+            try:
+                pooled[name], lower = run_encoder(model, tokenizer, texts, cfg, depth, rows)
+            finally:
+                rows.close()
+            np.save(folder / f"{name}-attention_mask.npy", lower["attention_mask"].numpy())
+        info = {"kind": "lower", "lower_states": True, "splits": present(data)}
+        (folder / INFO).write_text(json.dumps(encoder_info(model) | info))
+
+    _write_folder(path, write)
+    features = cache_path("features", data, cfg, cache_dir)
+    if _read_folder(features) is None:  # the same pass gave the frozen encoder's features: keep them too
+
+        def write_features(folder: Path) -> None:
+            for name in present(data):
+                _save_pooled(folder, name, pooled[name])
+            info = {"kind": "features", "splits": present(data)}
+            (folder / INFO).write_text(json.dumps(encoder_info(model) | info))
+
+        _write_folder(features, write_features)
+    return _read_folder(path)
 
 
-def load_cached(path: Path) -> dict:
-    """A cache file, read once per process while it is unchanged: a sweep asks for the same states once per
-    pooling it searches, and the copies would share nothing (lower states of 3,000 texts at 256 tokens are
-    1.2 GB). Callers build new dicts around the tensors and never change them."""
-    stat = path.stat()
-    return _load_cached(str(path), stat.st_size, stat.st_mtime_ns)
-
-
-@lru_cache(maxsize=2)
-def _load_cached(path: str, size: int, mtime_ns: int) -> dict:
-    return torch.load(path, weights_only=True)
-
-
-def forget_loaded() -> None:
-    """Drop this process's copies of cache files, so that the next read comes from disk (for timing it)."""
-    _load_cached.cache_clear()
+def _read_folder(path: Path) -> dict | None:
+    """{split: {name: tensor memory-mapped from its file}, "info": {...}}, or None when there is no entry; a
+    damaged entry (a file cut short, a missing one) is set aside and reported, and None returned so that it is
+    made again."""
+    if not path.is_dir():
+        return None
+    try:
+        info = json.loads((path / INFO).read_text())
+        out = {name: {} for name in SPLITS}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the mapped arrays are read-only, and nothing writes to them
+            for file in sorted(path.glob("*.npy")):
+                split, _, name = file.stem.partition("-")
+                out[split][name] = torch.from_numpy(np.load(file, mmap_mode="r"))
+        if any(not out[name] for name in info["splits"]):
+            raise ValueError("a split's arrays are missing")
+    except (OSError, ValueError, KeyError) as err:
+        aside = path.with_name(f"{path.name}.damaged-{os.getpid()}")
+        os.rename(path, aside)
+        print(
+            f"cache entry {path} could not be read ({str(err).splitlines()[0][:80]}): made again", flush=True
+        )
+        return None
+    size_mb = info["bytes"] / 2**20
+    info[REPORT] = {
+        "encoder_cache": {
+            "bytes": info["bytes"],
+            "summary": f"encoder cache {path.name}: {size_mb:,.0f} MB on disk (float16, memory-mapped)",
+        }
+    }
+    out["info"] = info
+    return out
 
 
 def encoder_inputs(cfg, data: PreparedData, splits=("train", "val"), cache_dir: str | None = None):
     """The registry's inputs, and info for the builder: cached pooled features when the encoder is frozen,
-    cached states below the unfrozen layers otherwise."""
+    cached states below the unfrozen layers otherwise; float16 arrays memory-mapped from the cache, which the
+    model reads as float32."""
     if cfg.unfreeze_layers == 0:
         feats = frozen_features(data, cfg, cache_dir)
         out = {s: {"features": pick(feats[s], cfg), "labels": getattr(data, s).labels} for s in splits}
@@ -205,7 +336,7 @@ def encoder_inputs(cfg, data: PreparedData, splits=("train", "val"), cache_dir: 
 
 def encoder_text_inputs(cfg, data: PreparedData) -> dict:
     """The test split's inputs for prediction, made by the same functions as the cached ones (same batches,
-    same order), so that the saved test split gives the same numbers."""
+    same order, the same float16 rounding), so that the saved test split gives the same numbers."""
     tokenizer, model = load_encoder(cfg.encoder)
     texts = data.test.clean_texts
     if cfg.unfreeze_layers == 0:

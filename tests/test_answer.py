@@ -14,7 +14,7 @@ from search.analysis.importance import MIN_TRIALS, knob_importance
 from search.analysis.knobs import knob_rows
 from search.analysis.leaderboard import build, save_ensemble_bundle
 from search.analysis.rows import Row, compare
-from search.analysis.stats import holm, paired, metric_intervals
+from search.analysis.stats import holm, metric_intervals, paired
 from search.store.layout import Predictions, RunDir
 from search.store.records import SUMMARY_FORMAT, Baseline, Summary
 

@@ -25,10 +25,10 @@ from sweep_checks import (
 from sweeps import copy_sweep, ended_results, kill_when, results, run, summary, tune_cmd
 
 from data_pipeline.config import DataConfig
+from search.predict import main as predict
 from search.store.layout import STORAGE_MARKER, RunDir
 from search.store.records import SWEEP_FORMAT
 from search.sweep.bundle import combine, save_ensemble, seed_mean
-from search.predict import main as predict
 from search.tune import main as tune
 
 TINY_DATA = DataConfig(train_size=300, val_size=100, test_size=100)

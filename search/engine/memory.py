@@ -1,9 +1,14 @@
-"""An enforced memory budget. Ray's resource numbers are logical only, so a trial watches its own RSS.
+"""An enforced memory budget. Ray's resource numbers are logical only, so a trial watches its own memory.
 
-A sampling thread records the peak RSS; the training loop calls `check()` after every batch and stops with
-MemoryBudgetExceeded once the budget is crossed. If the process keeps growing past 1.5× the budget
-without reaching a check (one huge allocation, a C call that never returns), the thread kills the process:
-the machine's memory matters more than the trial.
+What is measured is the memory the process holds that the OS cannot drop: its resident set without the pages
+of files it maps (/proc's RssAnon + RssShmem). Mapped file pages, such as the memory-mapped encoder cache
+(models/features.py), are the page cache's: the kernel drops and rereads them under pressure, so they do not
+count against a budget (ru_maxrss, which counts them, is recorded beside it).
+
+A sampling thread records the peak; the training loop calls `check()` after every batch and stops with
+MemoryBudgetExceeded once the budget is crossed. If the process keeps growing past 1.5× the budget without
+reaching a check (one huge allocation, a C call that never returns), the thread kills the process: the
+machine's memory matters more than the trial.
 """
 
 import ctypes
@@ -17,10 +22,27 @@ from typing import Callable, Optional
 import psutil
 
 MB = 2**20
+STATUS = "/proc/self/status"
 
 
 class MemoryBudgetExceeded(RuntimeError):
     pass
+
+
+def held_bytes(process: psutil.Process | None = None) -> int:
+    """Resident memory that is not a mapped file's: RssAnon + RssShmem on Linux, else the whole RSS."""
+    try:
+        fields = dict(line.split(":", 1) for line in open(STATUS).read().splitlines() if ":" in line)
+        return (int(fields["RssAnon"].split()[0]) + int(fields["RssShmem"].split()[0])) * 1024
+    except (OSError, KeyError, ValueError):
+        return (process or psutil.Process()).memory_info().rss
+
+
+def peak_total_mb() -> float:
+    """The process's peak resident set with mapped files' pages (ru_maxrss), in MB."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 class MemoryWatch:
@@ -57,10 +79,10 @@ class MemoryWatch:
         return round(self.peak / MB, 1)
 
     def message(self, rss: int) -> str:
-        return f"memory budget exceeded: RSS {rss / MB:.0f} MB > budget {self.budget / MB:.0f} MB"
+        return f"memory budget exceeded: RSS {rss / MB:.0f} MB (mapped files aside) > budget {self.budget / MB:.0f} MB"
 
     def sample(self) -> int:
-        rss = self._process.memory_info().rss
+        rss = held_bytes(self._process)
         self.peak = max(self.peak, rss)
         if rss > self.budget and self.over is None:
             self.over = rss

@@ -90,7 +90,8 @@ class Summary:
     best_trial_peak_rss_mb: float | None = None
     wall_s: float | None = None
     provenance: dict = field(default_factory=dict)
-    driver_peak_rss_mb: float | None = None
+    driver_peak_rss_mb: float | None = None  # mapped files' pages aside (search/engine/memory.py)
+    driver_peak_rss_total_mb: float | None = None  # with them: the process's ru_maxrss
     format: int = 1
     # The default configuration (the sweep's first trial) retrained on the same seeds: its retrain summary,
     # {"skipped": why} when it could not be, or None when it was not asked for (--no-default) or the summary

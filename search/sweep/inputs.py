@@ -1,12 +1,16 @@
-"""The inputs a sweep hands its trials: for every value of the knobs that change what a model reads
-(data.max_len and the registry entry's `input_keys`), that model's inputs for train and val, made once before
-the search. The data is prepared once, at the longest max_len the space holds, and cut per value."""
+"""The inputs a sweep hands its trials. The data is prepared once, at the longest max_len the space holds, and
+cut per value. Before the search the driver makes every input variant the space can choose (the values of
+data.max_len and of the registry entry's `input_keys`), so that what is costly (an encoder's pass) is done once
+and cached on disk; each trial then builds its own variant's inputs from the prepared train and val splits and
+that cache (memory-mapped encoder states), so no large array travels through Ray or sits in the driver. The test
+split is not among them."""
 
 import dataclasses
 import itertools
+from dataclasses import dataclass
 
 from data_pipeline.config import DataConfig
-from data_pipeline.prepare import PreparedData, prepare
+from data_pipeline.prepare import PreparedData, cache_root, prepare
 from models import entry
 from search.core.settings import apply_params
 
@@ -33,19 +37,30 @@ def model_inputs(settings, data: PreparedData, splits=("train", "val"), cache_di
     return model_entry.inputs(settings.model, data.cut(settings.data.max_len), splits, cache_dir)
 
 
-def sweep_inputs(settings, data: PreparedData, cache_dir: str | None = None) -> dict:
-    """{variant: ({split: tensors}, info)} for train and val, for every input-changing value the space can
-    choose, so each trial reads inputs that match its own configuration; built in the order the model's
-    registry entry asks for. No test split."""
+@dataclass
+class TrialInputs:
+    """What every trial of a sweep receives: the prepared data without its test split, and the cache folder."""
+
+    data: PreparedData
+    cache_dir: str
+
+    def load(self, settings) -> tuple[dict, dict]:
+        """({"train", "val"} tensors, info) of the trial's configuration."""
+        return model_inputs(settings, self.data, ("train", "val"), self.cache_dir)
+
+
+def sweep_inputs(settings, data: PreparedData, cache_dir: str | None = None) -> TrialInputs:
+    """Make every input variant the space can choose, in the order the model's registry entry asks for, and
+    return what the trials need to read them."""
     keys = [k for k in settings.input_keys() if k in settings.space]
     values = itertools.product(*(settings.space[k].values for k in keys))
     configs = [apply_params(settings, dict(zip(keys, v))) for v in values]
     order = entry(settings.model_name).build_order
     if order is not None:
         configs.sort(key=lambda cfg: order(cfg.model))
-    inputs = {}
+    made = set()
     for cfg in configs:
-        key = variant(cfg)
-        if key not in inputs:
-            inputs[key] = model_inputs(cfg, data, ("train", "val"), cache_dir)
-    return inputs
+        if variant(cfg) not in made:
+            model_inputs(cfg, data, ("train", "val"), cache_dir)  # made and cached; the trials read them
+            made.add(variant(cfg))
+    return TrialInputs(data.without("test"), str(cache_root(cache_dir).resolve()))

@@ -4,7 +4,6 @@ trials, pick the best, retrain it (and the default configuration) on several see
     summary = sweep_model(settings, RunDir(Path("runs/imdb")), SweepOptions())
 """
 
-import resource
 import time
 from dataclasses import dataclass, field
 
@@ -15,6 +14,7 @@ from data_pipeline.prepare import PreparedData, format_report
 from models import input_lines, input_report
 from search.core.provenance import provenance
 from search.core.settings import Settings, apply_params, parse_bytes
+from search.engine.memory import MemoryWatch, peak_total_mb
 from search.store import study
 from search.store.layout import ModelDir, RunDir
 from search.store.records import SUMMARY_FORMAT, Summary, TrialRecord
@@ -52,6 +52,14 @@ def sweep_model(settings: Settings, run: RunDir, options: SweepOptions) -> Summa
         _say_finished(name, settings.search.trials, done)
         return done
     start = time.time()
+    with MemoryWatch(2**62, hard_limit=False) as driver:  # the driver's own peak for this model
+        return _sweep(settings, run, folder, done, options, start, driver)
+
+
+def _sweep(
+    settings, run: RunDir, folder: ModelDir, done, options: SweepOptions, start: float, driver
+) -> Summary:
+    name = settings.model_name
     data = prepare_for_sweep(settings, options.cache_dir)
     connect(options.address)
     SIGNALS.reclaim()
@@ -87,8 +95,9 @@ def sweep_model(settings: Settings, run: RunDir, options: SweepOptions) -> Summa
         best_trial_peak_rss_mb=best.peak_rss_mb,
         wall_s=time.time() - start,
         provenance=provenance(),
-        # the driver's own peak (data, Ray's client, the retrain); trials run in their own processes
-        driver_peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        # the driver's own peak (data, Ray's client, the retrain), mapped files aside; trials run in their own
+        # processes. With mapped files' pages (ru_maxrss): driver_peak_rss_total_mb.
+        driver_peak_rss_mb=driver.peak_mb,
         format=SUMMARY_FORMAT,
         default=default,
         search={
@@ -97,6 +106,7 @@ def sweep_model(settings: Settings, run: RunDir, options: SweepOptions) -> Summa
             "stopped_by": "time budget" if outcome.ended_by_budget else "trials",
             "told": outcome.told,
         },
+        driver_peak_rss_total_mb=peak_total_mb(),
     )
     folder.write_summary(summary)
     return summary

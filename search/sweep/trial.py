@@ -19,12 +19,14 @@ from search.core.settings import Settings, apply_params
 from search.engine import fit, seed_everything
 from search.engine.memory import MemoryWatch, release_memory
 from search.store.layout import CHECKPOINT_STATE, KILL_NOTE
-from search.sweep.inputs import variant
+from search.sweep.inputs import TrialInputs
 
 
-def run_trial(config: dict, settings: Settings, inputs: dict, num_classes: int, budget_bytes: int, cpus: int):
-    """config: {"model.dropout": 0.2, ...}, the sampled point; inputs: {variant: (splits, info)} from
-    search.sweep.inputs.sweep_inputs, of which the trial takes the one its configuration reads."""
+def run_trial(
+    config: dict, settings: Settings, inputs: TrialInputs, num_classes: int, budget_bytes: int, cpus: int
+):
+    """config: {"model.dropout": 0.2, ...}, the sampled point; inputs: search.sweep.inputs.sweep_inputs's, from
+    which the trial builds the inputs its configuration reads."""
     trial_dir = Path(tune.get_context().get_trial_dir())
 
     def note_kill(reason: str) -> None:
@@ -33,7 +35,7 @@ def run_trial(config: dict, settings: Settings, inputs: dict, num_classes: int, 
     release_memory()  # what an earlier trial in this reused process freed
     with MemoryWatch(budget_bytes, on_kill=note_kill) as watch:
         settings = apply_params(settings, config | {"train.threads": cpus})
-        splits, info = inputs[variant(settings)]
+        splits, info = inputs.load(settings)
         seed_everything(settings.train.seed)
         model = build_model(settings.model_name, settings.model, num_classes, info)
         params, trainable = count_params(model)

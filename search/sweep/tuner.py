@@ -100,7 +100,7 @@ def run_search(
     gate: Optional[Callable[[Progress], bool]] = None,
     callbacks: list | None = None,
 ) -> SearchOutcome:
-    """inputs: what search.sweep.inputs.sweep_inputs made (train and val of every variant, never test).
+    """inputs: search.sweep.inputs.sweep_inputs's (train and val, never test; each trial builds its own).
     experiment: where Ray keeps the trials (a directory or a URI). on_trial: called with each trial's record
     as
     it ends. told: finished points from an earlier sweep for a new search's sampler. gate(progress): whether
