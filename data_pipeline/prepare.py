@@ -306,14 +306,15 @@ def atomic_save(obj, path: Path) -> None:
 
 
 def read_cache(path: Path, load):
-    """load(path), or None when the file is damaged (a disk that filled, a copy cut short): it is then set aside,
-    said in one line, and made again from its sources by the caller."""
+    """load(path), or None when the file is damaged (a disk that filled, a copy cut short): it is then set
+    aside, said in one line, and made again from its sources by the caller."""
     try:
         return load(path)
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, pickle.UnpicklingError) as err:
         aside = path.with_name(path.name + ".damaged")
         os.replace(path, aside)
-        print(f"cache entry {path} could not be read ({str(err).splitlines()[0][:80]}): made again", flush=True)
+        reason = str(err).splitlines()[0][:80]
+        print(f"cache entry {path} could not be read ({reason}): made again", flush=True)
         return None
 
 

@@ -232,7 +232,9 @@ def frozen_features(data: PreparedData, cfg, cache_dir: str | None = None, loade
     def write(folder: Path) -> None:
         for name in present(data):
             _save_pooled(folder, name, encode_texts(model, tokenizer, getattr(data, name).clean_texts, cfg))
-        (folder / INFO).write_text(json.dumps(encoder_info(model) | {"kind": "features", "splits": present(data)}))
+        (folder / INFO).write_text(
+            json.dumps(encoder_info(model) | {"kind": "features", "splits": present(data)})
+        )
 
     _write_folder(path, write)
     return _read_folder(path)

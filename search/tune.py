@@ -15,18 +15,17 @@ from pathlib import Path
 from configs.errors import cli_entry, require
 from data_pipeline.config import BUILTIN_DATASETS, DataConfig
 from models import MODELS
-from search.analysis.leaderboard import json_summary, load_sweep, write_leaderboard
 from search.core.options import add_data_args, add_model_args, settings_from_args
 from search.core.settings import SearchConfig, parse_bytes, parse_duration
 from search.engine import TrainConfig
 from search.store.layout import RunDir
 from search.store.lock import SweepLock
-from search.sweep.baseline import tfidf_baseline
 from search.sweep.budget import TimeBudget
-from search.sweep.identity import check_dataset
-from search.sweep.inputs import prepare_for_sweep
 from search.sweep.interrupt import SIGNALS
-from search.sweep.pipeline import SweepOptions, print_data_report, sweep_model
+
+# Ray, SciPy and scikit-learn are imported after the lock is taken (in sweep() and report()): a second driver
+# on a
+# running sweep is refused before it pays for them.
 
 
 def parse_args(argv):
@@ -136,6 +135,8 @@ def check_args(args) -> None:
 
 def ensure_baseline(run: RunDir, data, identity: str) -> None:
     """The TF-IDF row, computed again whenever the data it was computed on is not this data."""
+    from search.sweep.baseline import tfidf_baseline
+
     saved = run.read_baseline()
     if saved is None or saved.dataset != identity or run.read_baseline_predictions("test") is None:
         row, kept = tfidf_baseline(data, identity)
@@ -145,6 +146,10 @@ def ensure_baseline(run: RunDir, data, identity: str) -> None:
 
 
 def sweep(args, models: list[str], run: RunDir, budget: TimeBudget | None) -> None:
+    from search.sweep.identity import check_dataset
+    from search.sweep.inputs import prepare_for_sweep
+    from search.sweep.pipeline import SweepOptions, print_data_report, sweep_model
+
     first = settings_from_args(models[0], args, search_overrides(args))
     identity = check_dataset(run, first, args.fresh)
     data = prepare_for_sweep(first, args.cache_dir)
@@ -186,6 +191,8 @@ def main(argv=None):
                     flush=True,
                 )
             sweep(args, models, run, budget)
+            from search.analysis.leaderboard import json_summary, load_sweep, write_leaderboard
+
             print("\n" + write_leaderboard(run, plots=not args.no_plots))
     finally:
         SIGNALS.restore()

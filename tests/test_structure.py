@@ -304,6 +304,22 @@ def test_no_line_is_longer_than_110_characters():
     assert long == []
 
 
+def test_files_and_functions_read_in_one_sitting():
+    """No source file over 400 lines and no function over 70: a newcomer reads each top to bottom."""
+    long_files, long_functions = [], []
+    for name, path in modules():
+        source = path.read_text()
+        if len(source.splitlines()) > 400:
+            long_files.append(name)
+        for node in ast.walk(ast.parse(source)):
+            if (
+                isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and node.end_lineno - node.lineno >= 70
+            ):
+                long_functions.append(f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert long_files == [] and long_functions == []
+
+
 def test_missing_test_data_fails_in_ci_and_skips_elsewhere(tmp_path):
     probe = tmp_path / "test_probe.py"
     probe.write_text(

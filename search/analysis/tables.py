@@ -26,7 +26,8 @@ DETAIL_HEADERS = [
     "flags",
 ]
 DETAIL_NOTE = (
-    "trials: completed / stopped by ASHA / failed; val loss: the best trial's; RSS MB: its peak; gap: train - val "
+    "trials: completed / stopped by ASHA / failed; val loss: the best trial's; RSS MB: its peak; gap: "
+    "train - val "
     "accuracy of the retrain at its best epoch; texts/s: inference from text"
 )
 KNOB_HEADERS = ["knob", "importance [80%]", "PED-ANOVA", "sweet spot (best 25%)", "chosen", "flags"]

@@ -79,7 +79,8 @@ class MemoryWatch:
         return round(self.peak / MB, 1)
 
     def message(self, rss: int) -> str:
-        return f"memory budget exceeded: RSS {rss / MB:.0f} MB (mapped files aside) > budget {self.budget / MB:.0f} MB"
+        held, budget = rss / MB, self.budget / MB
+        return f"memory budget exceeded: RSS {held:.0f} MB (mapped files aside) > budget {budget:.0f} MB"
 
     def sample(self) -> int:
         rss = held_bytes(self._process)

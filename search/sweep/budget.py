@@ -8,8 +8,6 @@ starts only if the measured time per trial, the retrain and the report still fit
 
 import time
 
-from search.sweep.progress import Progress
-
 REPORT_S = 20.0  # the analysis, plots and leaderboard of one model, measured at 5-15 s on 2 cores
 
 
@@ -36,7 +34,7 @@ class TimeBudget:
         """gate(progress): whether another trial may start now."""
         retrains = settings.search.seeds * 2  # the tuned configuration and the default one
 
-        def allow(progress: Progress) -> bool:
+        def allow(progress) -> bool:  # search.sweep.progress.Progress
             if progress.done_here == 0:
                 return True
             now = time.time()

@@ -15,8 +15,6 @@ import os
 import signal
 import sys
 
-from ray import tune
-
 from configs.errors import Interrupted
 
 RESUME = "the sweep's state is saved; run the same command again to resume it"
@@ -60,16 +58,3 @@ class Signals:
 
 
 SIGNALS = Signals()
-
-
-class TellTune(tune.Callback):
-    """Asks Ray Tune to stop at its next step once a signal came (Tune's handler for SIGUSR1 is in place while
-    it runs its loop, which is where this callback is called from)."""
-
-    def __init__(self):
-        self.told = False
-
-    def on_step_begin(self, iteration, trials, **info):
-        if SIGNALS.signum is not None and not self.told:
-            self.told = True
-            os.kill(os.getpid(), signal.SIGUSR1)

@@ -7,6 +7,7 @@ a finished sweep has, it continues the same search up to the new number.
 """
 
 import os
+import signal
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -16,11 +17,25 @@ from ray.tune.search.search_generator import SearchGenerator
 
 from search.core.settings import Settings, parse_bytes
 from search.store.records import TrialRecord
-from search.sweep.interrupt import SIGNALS, TellTune
+from search.sweep.interrupt import SIGNALS
 from search.sweep.progress import LiveStudy, Progress
 from search.sweep.results import from_result
 from search.sweep.searcher import GATE, find_searcher, new_searcher, scheduler
 from search.sweep.trial import run_trial
+
+
+class TellTune(tune.Callback):
+    """Asks Ray Tune to stop at its next step once a signal came (search/sweep/interrupt.py): Tune's handler
+    for
+    SIGUSR1 is in place while it runs its loop, which is where this callback is called from."""
+
+    def __init__(self):
+        self.told = False
+
+    def on_step_begin(self, iteration, trials, **info):
+        if SIGNALS.signum is not None and not self.told:
+            self.told = True
+            os.kill(os.getpid(), signal.SIGUSR1)
 
 
 class SweepSearch(SearchGenerator):
