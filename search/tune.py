@@ -12,6 +12,8 @@ import json
 import time
 from pathlib import Path
 
+import psutil
+
 from configs.errors import cli_entry, require
 from data_pipeline.config import BUILTIN_DATASETS, DataConfig
 from models import MODELS
@@ -72,6 +74,12 @@ def parse_args(argv):
         default=[],
         metavar="RUN_DIR",
         help="an earlier sweep (runs/<name>) whose trials of the same model inform the sampler first",
+    )
+    g.add_argument(
+        "--extend-space",
+        action="store_true",
+        help="search a changed search space in a sweep that ran another; the earlier trials inside the new "
+        "space inform the sampler",
     )
     g.add_argument("--address", help="join a running Ray cluster (HOST:PORT) instead of starting a local one")
     g.add_argument(
@@ -162,6 +170,7 @@ def sweep(args, models: list[str], run: RunDir, budget: TimeBudget | None) -> No
         default=not args.no_default,
         budget=budget,
         warm_start=[RunDir(Path(p)) for p in args.warm_start],
+        extend_space=args.extend_space,
     )
     for model in models:
         if budget:
@@ -176,7 +185,7 @@ def sweep(args, models: list[str], run: RunDir, budget: TimeBudget | None) -> No
 def main(argv=None):
     args = parse_args(argv)
     check_args(args)
-    start = time.time()
+    start = psutil.Process().create_time()  # the command's start: a time budget counts its imports too
     models = list(MODELS) if args.model == "all" else [args.model]
     first = settings_from_args(models[0], args, search_overrides(args))
     run = RunDir(Path(args.runs_dir) / (args.name or default_name(first)))

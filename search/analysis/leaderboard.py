@@ -102,7 +102,8 @@ def notes(board: Board, labels: dict) -> list[str]:
             )
         if s.search.get("told"):
             out.append(
-                f"{s.model}: {s.search['told']} trials of an earlier sweep informed the sampler (warm start)"
+                f"{s.model}: {s.search['told']} earlier trials (--warm-start, --extend-space) informed the "
+                "sampler; they are not counted, chosen or in importance"
             )
     return out
 

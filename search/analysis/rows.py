@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from search.analysis import ensemble as ensembles
-from search.analysis.stats import holm, paired, metric_intervals, verdict
+from search.analysis.stats import holm, metric_intervals, paired, verdict
 from search.store.layout import RunDir
 from search.sweep.bundle import combine, seed_mean
 

@@ -5,8 +5,8 @@ import dataclasses
 
 from data_pipeline.config import BUILTIN_DATASETS, DataConfig
 from models import entry
-from search.engine import TrainConfig
 from search.core.settings import load_settings
+from search.engine import TrainConfig
 
 DATA, TRAIN = DataConfig(), TrainConfig()
 

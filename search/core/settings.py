@@ -19,8 +19,8 @@ from configs.errors import UserError
 from configs.typed import check_range, from_dict
 from data_pipeline.config import DataConfig
 from models import entry
-from search.engine import TrainConfig
 from search.core.space import Rule, parse_space
+from search.engine import TrainConfig
 
 SECTIONS = ("data", "model", "train", "search")
 # Data knobs a trial may set: the sweep prepares the data once at the longest max_len and cuts it per trial.

@@ -170,6 +170,18 @@ def delete_study(run: RunDir, model: str) -> None:
         optuna.delete_study(study_name=model, storage=url(run.study_path))
 
 
+def rename_study(run: RunDir, old: str, new: str) -> None:
+    """The study named old, kept under the name new (Optuna renames by copying)."""
+    if has_study(run, old):
+        optuna.copy_study(
+            from_study_name=old,
+            from_storage=url(run.study_path),
+            to_storage=url(run.study_path),
+            to_study_name=new,
+        )
+        optuna.delete_study(study_name=old, storage=url(run.study_path))
+
+
 def load_study(run: RunDir, model: str) -> optuna.Study | None:
     if not has_study(run, model):
         return None

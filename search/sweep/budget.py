@@ -9,6 +9,8 @@ starts only if the measured time per trial, the retrain and the report still fit
 import time
 
 REPORT_S = 20.0  # the analysis, plots and leaderboard of one model, measured at 5-15 s on 2 cores
+EXIT_S = 5.0  # Ray's shutdown when the command ends
+SLACK = 1.25  # a retrain on a busy machine takes longer than the trial it repeats
 
 
 class TimeBudget:
@@ -30,16 +32,17 @@ class TimeBudget:
         if model in self.left:
             self.left.remove(model)
 
-    def gate(self, settings):
-        """gate(progress): whether another trial may start now."""
-        retrains = settings.search.seeds * 2  # the tuned configuration and the default one
+    def gate(self, settings, default: bool):
+        """gate(progress): whether another trial may start now. default: the default configuration is retrained
+        too."""
+        retrains = settings.search.seeds * (2 if default else 1)
 
         def allow(progress) -> bool:  # search.sweep.progress.Progress
             if progress.done_here == 0:
                 return True
             now = time.time()
             per_trial = (now - progress.start) / progress.done_here
-            retrain = retrains * max(progress.trial_seconds, default=per_trial)
-            return now + per_trial + retrain + REPORT_S <= self.deadline
+            retrain = SLACK * retrains * max(progress.trial_seconds, default=per_trial)
+            return now + per_trial + retrain + REPORT_S + EXIT_S <= self.deadline
 
         return allow

@@ -46,8 +46,8 @@ def _comparable(settings) -> dict:
 
 
 def differences(saved: dict, settings) -> list[str]:
-    """["search.trials", ...]: the dotted keys whose values differ; a key the saved settings lack is newer
-    than
+    """["search.trials", ...]: the dotted keys whose values differ; a key the saved settings lack is "
+    "newer than
     the sweep, which ran with its default."""
     wanted, out = _comparable(settings), []
     for section in ("data", "model", "train", "search"):
@@ -58,21 +58,34 @@ def differences(saved: dict, settings) -> list[str]:
     return out
 
 
-def check_settings(folder: ModelDir, settings) -> None:
-    """One model folder holds one search: other settings would mix two of them."""
+def check_settings(folder: ModelDir, settings, extend_space: bool = False) -> bool:
+    """One model folder holds one search: other settings would mix two of them. Returns whether the "
+    "search space
+    changed and --extend-space allows it (search/sweep/extend.py)."""
     saved = folder.read_settings()
     if saved is None:
-        return
-    for key in differences(saved, settings):
-        if key in GROWS:
-            continue
+        return False
+    changed = [key for key in differences(saved, settings) if key not in GROWS]
+    if changed == ["search.space"]:
+        if extend_space:
+            return True
+        before, now = saved["search"]["space"], settings.search.space
+        knobs = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        raise UserError(
+            f"{folder.root} was started with another search space (changed: {', '.join(knobs)}); pass "
+            "--extend-space to search the new one (the earlier trials inside it inform the sampler), "
+            "--fresh to "
+            "discard the sweep, or --name to start another"
+        )
+    for key in changed:
         section, _, name = key.partition(".")
         raise UserError(
             f"{folder.root} was started with {key}={saved[section].get(name)!r}, not "
-            f"{settings.get(key)!r}; rerun with the same settings to resume, or pass --fresh to discard "
-            f"it, or "
-            "--name to start another sweep"
+            f"{settings.get(key)!r}; rerun "
+            "with the same settings to resume, or pass --fresh to discard it, or --name to start another "
+            "sweep"
         )
+    return False
 
 
 def begin(folder: ModelDir, settings, fresh: bool, experiment: str) -> None:

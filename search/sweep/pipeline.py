@@ -21,6 +21,7 @@ from search.store.records import SUMMARY_FORMAT, Summary, TrialRecord
 from search.sweep.budget import TimeBudget
 from search.sweep.bundle import save_bundle
 from search.sweep.cluster import check_resources, connect, node_cpus
+from search.sweep.extend import set_aside
 from search.sweep.identity import begin, check_settings
 from search.sweep.inputs import model_inputs, prepare_for_sweep, sweep_inputs
 from search.sweep.interrupt import SIGNALS
@@ -28,7 +29,7 @@ from search.sweep.results import choose_best, counts
 from search.sweep.retrain import retrain
 from search.sweep.storage import check_storage, join, tidy
 from search.sweep.tuner import SearchOutcome, run_search
-from search.sweep.warmstart import told_points
+from search.sweep.warmstart import points_from, told_points
 
 
 @dataclass
@@ -40,24 +41,24 @@ class SweepOptions:
     default: bool = True  # retrain the default configuration too, to say what the search bought
     budget: TimeBudget | None = None
     warm_start: list[RunDir] = field(default_factory=list)
+    extend_space: bool = False
 
 
 def sweep_model(settings: Settings, run: RunDir, options: SweepOptions) -> Summary:
     name = settings.model_name
     folder = run.model(name)
-    if not options.fresh:
-        check_settings(folder, settings)
-    done = None if options.fresh else folder.read_summary()
+    extend = not options.fresh and check_settings(folder, settings, options.extend_space)
+    done = None if options.fresh or extend else folder.read_summary()
     if done is not None and settings.search.trials <= done.trials["total"]:
         _say_finished(name, settings.search.trials, done)
         return done
     start = time.time()
     with MemoryWatch(2**62, hard_limit=False) as driver:  # the driver's own peak for this model
-        return _sweep(settings, run, folder, done, options, start, driver)
+        return _sweep(settings, run, folder, done, options, extend, start, driver)
 
 
 def _sweep(
-    settings, run: RunDir, folder: ModelDir, done, options: SweepOptions, start: float, driver
+    settings, run: RunDir, folder: ModelDir, done, options, extend: bool, start: float, driver
 ) -> Summary:
     name = settings.model_name
     data = prepare_for_sweep(settings, options.cache_dir)
@@ -66,10 +67,14 @@ def _sweep(
     cpus = options.cpus or node_cpus()
     check_resources(cpus, parse_bytes(settings.search.memory_budget), settings.search.memory_budget)
     experiment = join(check_storage(settings.search.storage, run.root), name)
+    told = []
+    if extend:
+        earlier = set_aside(run, folder, experiment)
+        told = points_from(settings, earlier, "--extend-space")
     begin(folder, settings, options.fresh, experiment)
     if options.fresh:
         study.delete_study(run, name)
-    outcome = _search(settings, run, data, experiment, cpus, options)
+    outcome = _search(settings, run, data, experiment, cpus, options, told)
     search_wall = time.time() - start  # this run's; an interrupted earlier run's time is not counted
     records = outcome.records
     _record(run, folder, settings, records, experiment)
@@ -128,20 +133,21 @@ def _seeds(settings: Settings) -> list[int]:
     return [settings.train.seed + i for i in range(settings.search.seeds)]
 
 
-def _search(settings, run: RunDir, data: PreparedData, experiment: str, cpus: int, options) -> SearchOutcome:
+def _search(
+    settings, run: RunDir, data: PreparedData, experiment: str, cpus: int, options, told
+) -> SearchOutcome:
     name = settings.model_name
     inputs = sweep_inputs(settings, data, options.cache_dir)
-    told = told_points(settings, options.warm_start)
+    told = told + told_points(settings, options.warm_start)
     if told:
-        print(
-            f"[{name}] warm start: {len(told)} earlier trials inform the sampler (they are not trials here)"
-        )
+        print(f"[{name}] {len(told)} earlier trials inform the sampler (they are not trials of this search)")
+    print(f"[{name}] warm start: {len(told)} earlier trials inform the sampler (they are not trials here)")
     print(
         f"[{name}] searching {settings.search.trials} trials, {settings.search.concurrent} at a time, {cpus} "
         f"CPU(s) and {settings.search.memory_budget} each, trials in {experiment}",
         flush=True,
     )
-    gate = options.budget.gate(settings) if options.budget else None
+    gate = options.budget.gate(settings, options.default) if options.budget else None
     return run_search(
         settings,
         inputs,

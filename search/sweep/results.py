@@ -3,16 +3,34 @@
 import json
 from pathlib import Path
 
-from search.store.layout import KILL_NOTE
+from search.store.layout import KILL_NOTE, RESULT
 from search.store.records import TrialRecord
+from search.sweep.storage import filesystem, join
 
 
-def from_result(result) -> TrialRecord:
-    """A record from one of Ray Tune's Result objects (a ResultGrid's item)."""
-    frame = result.metrics_dataframe
-    history = frame.to_dict("records") if frame is not None else []
-    reason = failure_reason(result.path, result.error) if result.error is not None else None
-    return make_record(result.metrics or {}, dict(result.config or {}), history, str(result.path), reason)
+def from_result(result, experiment: str) -> TrialRecord:
+    """A record from one of Ray Tune's Result objects (a ResultGrid's item). Its epochs are read from the trial's
+    folder under `experiment`: after a sweep was moved (copied to another disk, say), Ray's own view of a resumed
+    experiment can still point at the old place."""
+    metrics = result.metrics or {}
+    trial_id = metrics.get("trial_id") or Path(str(result.path)).name
+    path = join(experiment, trial_id)
+    history = read_history(path)
+    if not history and result.metrics_dataframe is not None:
+        history = result.metrics_dataframe.to_dict("records")
+    reason = failure_reason(path, result.error) if result.error is not None else None
+    return make_record(metrics, dict(result.config or {}), history, path, reason)
+
+
+def read_history(trial_dir: str) -> list[dict]:
+    """Every epoch a trial reported (Ray's result.json in its folder, one JSON object a line)."""
+    fs, path = filesystem(trial_dir)
+    try:
+        with fs.open_input_stream(f"{path}/{RESULT}") as src:
+            lines = src.read().decode("utf-8").splitlines()
+    except (OSError, FileNotFoundError):
+        return []
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 def make_record(metrics: dict, params: dict, history: list, path: str, failed: str | None) -> TrialRecord:
@@ -43,10 +61,13 @@ def make_record(metrics: dict, params: dict, history: list, path: str, failed: s
     )
 
 
-def failure_reason(path, error) -> str:
-    note = Path(str(path)) / KILL_NOTE
-    if note.is_file():
-        return json.loads(note.read_text())["reason"]
+def failure_reason(path: str, error) -> str:
+    fs, root = filesystem(path)
+    try:
+        with fs.open_input_stream(f"{root}/{KILL_NOTE}") as src:
+            return json.loads(src.read().decode("utf-8"))["reason"]
+    except (OSError, FileNotFoundError, ValueError, KeyError):
+        pass
     lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
     for line in reversed(lines):
         if "Error:" in line or "Exceeded:" in line or "Diverged:" in line:

@@ -146,7 +146,7 @@ def run_search(
     SIGNALS.check()
     searcher = find_searcher(search_alg)
     return SearchOutcome(
-        [from_result(r) for r in results],
+        [from_result(r, experiment) for r in results],
         searcher.own_states() if searcher else {},
         searcher.told() if searcher else 0,
         GATE.closed,

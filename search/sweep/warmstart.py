@@ -9,24 +9,24 @@ trials asked for, are never chosen as best and never enter importance: they are 
 from configs.errors import UserError
 from search.core.space import parse_rule
 from search.store import study
-from search.store.layout import RunDir
+from search.store.layout import ModelDir, RunDir
 
 
 def told_points(settings, runs: list[RunDir]) -> list[dict]:
     points = []
     for run in runs:
-        points += _points(settings, run)
+        points += points_from(settings, run.model(settings.model_name), f"--warm-start {run.root}")
     return points
 
 
-def _points(settings, run: RunDir) -> list[dict]:
+def points_from(settings, folder: ModelDir, what: str) -> list[dict]:
+    """The scored trials of an earlier search in `folder` that lie inside today's space, as points to tell."""
     name = settings.model_name
-    folder = run.model(name)
     saved = folder.read_settings()
     rows = folder.read_trial_rows()
     if saved is None or not rows:
         raise UserError(
-            f"--warm-start {run.root}: it holds no finished {name} sweep (no {folder.TRIALS} in "
+            f"{what}: it holds no finished {name} sweep (no {folder.TRIALS} in "
             f"{folder.root}); "
             "give the folder of a sweep that ran this model"
         )
