@@ -21,16 +21,19 @@ MIN_TRIALS = 10
 RESAMPLES = 40
 TREES = 32
 INTERVAL = (10, 90)  # percentiles: an 80% interval
+DUMMIES = 3  # random columns per fit; the dummy is the best of them
 DUMMY = "(dummy: random values)"
 
 
-def _study(trials: list, dummy: np.ndarray | None = None) -> optuna.Study:
-    """An in-memory study of (params, distributions, value) triples, each COMPLETE, with the dummy knob."""
+def _study(trials: list, dummies: np.ndarray | None = None) -> optuna.Study:
+    """An in-memory study of (params, distributions, value) triples, each COMPLETE, with the dummy knobs."""
     study = optuna.create_study(direction="minimize")
     made = []
     for i, (params, dists, value) in enumerate(trials):
-        if dummy is not None:
-            params, dists = params | {DUMMY: float(dummy[i])}, dists | {DUMMY: FloatDistribution(0.0, 1.0)}
+        if dummies is not None:
+            names = [f"{DUMMY} {d}" for d in range(dummies.shape[1])]
+            params = params | {n: float(v) for n, v in zip(names, dummies[i])}
+            dists = dists | {n: FloatDistribution(0.0, 1.0) for n in names}
         made.append(create_trial(state=TrialState.COMPLETE, value=value, params=params, distributions=dists))
     study.add_trials(made)
     return study
@@ -47,18 +50,19 @@ def bootstrap_importance(trials: list, knobs: list[str], seed: int = 0) -> dict[
     """{knob (and DUMMY): {"median", "low", "high"}} from fANOVA refitted on resamples of the trials.
     trials: (params, distributions, value) of the scored trials."""
     rng = np.random.default_rng(seed)
-    dummy = rng.random(len(trials))
-    columns = [*knobs, DUMMY]
+    dummies = rng.random((len(trials), DUMMIES))
+    names = [f"{DUMMY} {d}" for d in range(DUMMIES)]
     draws = []
     for b in range(RESAMPLES):
         pick = rng.integers(0, len(trials), len(trials))
         resample = [trials[i] for i in pick]
         varied = [k for k in knobs if len({repr(t[0].get(k)) for t in resample}) > 1]
-        found = _fanova(_study(resample, dummy[pick]), [*varied, DUMMY], seed=b)
-        draws.append([found.get(k, 0.0) for k in columns])
+        found = _fanova(_study(resample, dummies[pick]), [*varied, *names], seed=b)
+        draws.append([found.get(k, 0.0) for k in knobs] + [max(found[n] for n in names)])
     draws = np.array(draws)
     low, high = np.percentile(draws, INTERVAL, axis=0)
     median = np.median(draws, axis=0)
+    columns = [*knobs, DUMMY]
     return {
         k: {"median": float(median[i]), "low": float(low[i]), "high": float(high[i])}
         for i, k in enumerate(columns)

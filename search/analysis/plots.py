@@ -44,20 +44,32 @@ def history(study: optuna.Study, path: Path) -> Path | None:
     return _save(ax.figure, path)
 
 
-def importance(model: str, knob_rows: list[dict], path: Path) -> Path | None:
-    """Bars of each knob's importance as the analysis computed it (fANOVA), most important on top."""
+def importance(model: str, knob_rows: list[dict], dummy: dict | None, path: Path) -> Path | None:
+    """Each knob's importance (fANOVA's median over bootstrap refits) with its 80% interval, most important on
+    top, and the dummy knob's interval shaded: a knob whose bar reaches into it has no detectable effect."""
     rows = [r for r in knob_rows if r["importance"] is not None]
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.32 * len(rows)))
-    names = [r["knob"] for r in reversed(rows)]
-    values = [r["importance"] for r in reversed(rows)]
-    ax.barh(names, values, color="tab:blue")
-    for y, value in enumerate(values):
-        ax.text(value, y, f" {value:.2f}", va="center", fontsize=8)
-    ax.set_xlabel("share of the variance of the best val loss (fANOVA)")
+    fig, ax = plt.subplots(figsize=(7, 0.8 + 0.32 * len(rows)))
+    rows = list(reversed(rows))
+    values = [r["importance"] for r in rows]
+    errors = [
+        [r["importance"] - r["importance_low"] for r in rows],
+        [r["importance_high"] - r["importance"] for r in rows],
+    ]
+    colors = ["tab:blue" if r["effect"] == "detected" else "tab:gray" for r in rows]
+    ax.barh([r["knob"] for r in rows], values, xerr=errors, color=colors, ecolor="black", capsize=2)
+    if dummy:
+        ax.axvspan(
+            dummy["low"], dummy["high"], color="tab:red", alpha=0.15, label="dummy knob (random values)"
+        )
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_xlabel(
+        "share of the variance of the best val loss (fANOVA; 80% bootstrap interval; grey: no detectable "
+        "effect)"
+    )
     ax.set_title(f"{model}: hyperparameter importance", fontsize=10)
-    ax.set_xlim(0, max(values) * 1.15 or 1)
+    ax.set_xlim(0, max(r["importance_high"] for r in rows) * 1.1 or 1)
     return _save(fig, path)
 
 
@@ -180,7 +192,12 @@ def sweep_plots(run: RunDir, summaries: list, baseline, studies: dict, analyses:
             spots = {r["knob"]: tuple(r["sweet_spot"]) for r in analyses[model].get("knobs", [])}
             made += [
                 history(study, out_dir / f"{model}-history.png"),
-                importance(model, analyses[model].get("knobs", []), out_dir / f"{model}-importance.png"),
+                importance(
+                    model,
+                    analyses[model].get("knobs", []),
+                    (analyses[model].get("importance") or {}).get("dummy"),
+                    out_dir / f"{model}-importance.png",
+                ),
                 knobs(study, s.best_params, spots, out_dir / f"{model}-knobs.png"),
             ]
         made.append(curves(model, s.retrain, out_dir / f"{model}-curves.png"))

@@ -5,7 +5,7 @@ search.bench
 runs the sections asked for and writes BENCHMARKS.md. It may import anything below the commands.
 """
 
-from search.benchmarks import data, efficiency, encoder, speed, sweeps
+from search.benchmarks import data, efficiency, encoder, importance, speed, sweeps
 from search.benchmarks.common import FULL, QUICK, Context, Plan, bench_data, machine
 
 # number: (what it needs besides the data, the section)
@@ -20,6 +20,7 @@ SECTIONS = {
     "6": ((), sweeps.asha_saving),
     "7": ((), data.preprocessing),
     "efficiency": ((), efficiency.search_efficiency),
+    "importance": ((), importance.importance_trials),
 }
 
 __all__ = ["FULL", "QUICK", "SECTIONS", "Context", "Plan", "bench_data", "machine"]

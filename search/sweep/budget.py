@@ -33,7 +33,8 @@ class TimeBudget:
             self.left.remove(model)
 
     def gate(self, settings, default: bool):
-        """gate(progress): whether another trial may start now. default: the default configuration is retrained
+        """gate(progress): whether another trial may start now. default: the default configuration is
+        retrained
         too."""
         retrains = settings.search.seeds * (2 if default else 1)
 
