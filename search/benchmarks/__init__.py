@@ -5,7 +5,7 @@ search.bench
 runs the sections asked for and writes BENCHMARKS.md. It may import anything below the commands.
 """
 
-from search.benchmarks import data, efficiency, encoder, importance, speed, sweeps
+from search.benchmarks import data, efficiency, encoder, importance, speed, stability, sweeps
 from search.benchmarks.common import FULL, QUICK, Context, Plan, bench_data, machine
 
 # number: (what it needs besides the data, the section)
@@ -21,6 +21,7 @@ SECTIONS = {
     "7": ((), data.preprocessing),
     "efficiency": ((), efficiency.search_efficiency),
     "importance": ((), importance.importance_trials),
+    "stability": ((), stability.search_stability),
 }
 
 __all__ = ["FULL", "QUICK", "SECTIONS", "Context", "Plan", "bench_data", "machine"]

@@ -36,7 +36,8 @@ def sample(rng, dist):
 
 
 def synthetic(n: int, seed: int) -> list:
-    """n trials of (params, distributions, value): the loss rises 0.04 from dropout's best (0.2) to its worst."""
+    """n trials of (params, distributions, value): the loss rises 0.04 from dropout's best (0.2) to its
+    worst."""
     rng = np.random.default_rng(seed)
     trials = []
     for _ in range(n):
@@ -47,7 +48,8 @@ def synthetic(n: int, seed: int) -> list:
 
 
 def effects(trials: list) -> dict[str, str]:
-    """{knob: "detected" | "no detectable effect"} by the report's method, without its minimum (measured here)."""
+    """{knob: "detected" | "no detectable effect"} by the report's method, without its minimum (measured
+    here)."""
     found = bootstrap_importance(trials, list(SPACE))
     dummy = found.pop(DUMMY)
     return {k: "detected" if v["low"] > dummy["high"] else "no detectable effect" for k, v in found.items()}
@@ -69,9 +71,12 @@ def importance_trials(ctx: Context) -> str:
     sizes, repeats = ((5, 10), 2) if ctx.plan.quick else ((5, 8, 10, 12, 15, 20), 10)
     return table(
         "9. Importance: how many trials",
-        f"Synthetic studies of the LSTM's 11 knobs where only {SIGNAL} sets the loss (a rise of 0.04 over its "
-        f"range, noise {NOISE} sd); importance over {repeats} studies per size: how often that knob is detected "
-        "(its 80% interval above the dummy's), and how often another knob is. The report shows importance from "
+        f"Synthetic studies of the LSTM's 11 knobs where only {SIGNAL} sets the loss (a rise of 0.04 over "
+        f"its "
+        f"range, noise {NOISE} sd); importance over {repeats} studies per size: how often that knob is "
+        f"detected "
+        "(its 80% interval above the dummy's), and how often another knob is. The report shows importance "
+        "from "
         f"{MIN_TRIALS} scored trials on.",
         ["scored trials", "studies", "the knob that matters detected", "a knob that does not, detected"],
         detection(sizes, repeats),
