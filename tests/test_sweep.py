@@ -25,6 +25,7 @@ from sweep_checks import (
 from sweeps import copy_sweep, ended_results, kill_when, results, run, summary, tune_cmd
 
 from data_pipeline.config import DataConfig
+from search.analysis.importance import MIN_TRIALS
 from search.predict import main as predict
 from search.store.layout import STORAGE_MARKER, RunDir
 from search.store.records import SWEEP_FORMAT
@@ -101,12 +102,12 @@ def test_the_leaderboard_says_how_sure_it_is(finished_sweep):
     assert board["baseline"]["test_ci"] and "vs_best" in board["baseline"]
     # Five trials are too few to say which knob matters: no numbers, and the report says why.
     lstm = board["analysis"]["lstm"]
-    assert lstm["importance"]["note"] == "not enough trials (5 of 10)"
+    assert lstm["importance"]["note"] == f"not enough trials (5 of {MIN_TRIALS})"
     for knob in lstm["knobs"]:
         assert knob["importance"] is None and knob["importance_low"] is None and knob["ped_anova"] is None
         assert knob["edge"] is False and knob["broad"] is False
     text = (finished_sweep.run.root / RunDir.LEADERBOARD_MD).read_text()
-    assert "not enough trials (5 of 10)" in text and "Holm" in text and "sweet spot" in text
+    assert f"not enough trials (5 of {MIN_TRIALS})" in text and "Holm" in text and "sweet spot" in text
 
 
 def test_the_report_command_the_plots_and_the_page(finished_sweep, tmp_path):
