@@ -2,25 +2,22 @@ import os
 import subprocess
 import sys
 
+import pytest
+from sweeps import copy_sweep
 
-def test_quick_benchmark_runs_every_measurement(tmp_path, ng_archive, minilm_dir):
+
+def test_quick_benchmark_runs_every_section(tmp_path, ng_archive, tiny_distilbert):
+    """Every section in its quick form, but stability (which runs whole sweeps through the command, tested
+    below on the session's finished sweep); the encoder sections on a tiny DistilBERT, where size is not the
+    point."""
     out = tmp_path / "bench.md"
+    sections = "1,2,3,4,4b,5,5b,6,7,efficiency,importance"
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "search.bench",
-            "--quick",
-            "--out",
-            str(out),
-            "--encoder",
-            minilm_dir,
-            "--20ng-archive",
-            str(ng_archive),
-        ],
+        [sys.executable, "-m", "search.bench", "--quick", "--only", sections, "--out", str(out)]
+        + ["--encoder", tiny_distilbert, "--20ng-archive", str(ng_archive), "--work", str(tmp_path / "work")],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = out.read_text()
@@ -34,16 +31,32 @@ def test_quick_benchmark_runs_every_measurement(tmp_path, ng_archive, minilm_dir
         "5b. Parallel trials",
         "6. ASHA",
         "7. Preprocessing",
+        "8. Search efficiency",
+        "9. Importance: how many trials",
     ):
         assert heading in report
     assert "| transformer |" in report and "| ASHA " in report and "docs/s" in report
     assert "(exit" not in report  # every training subprocess succeeded
     assert "| IMDB, " in report and "| 20NG, " in report
+    for cell in ("tpe + asha", "tpe + fifo", "random + asha", "random + fifo", "qmc + asha"):
+        assert f"| {cell} " in report
     if len(os.sched_getaffinity(0)) > 1:  # trials side by side, one core each
         assert f"--concurrent {len(os.sched_getaffinity(0))} --cpus 1" in report
 
 
-def test_only_runs_the_sections_asked_for(tmp_path):
+def test_stability_compares_runs_pair_by_pair(finished_sweep, tmp_path):
+    from search.benchmarks.stability import measures, overlap
+    from search.store.layout import RunDir
+
+    runs = [RunDir(copy_sweep(finished_sweep.runs, tmp_path / name) / "imdb") for name in ("a", "b")]
+    row = measures(runs, "lstm", {"train.lr", "train.weight_decay"})
+    overlap_mean, _, agree, test, tied, covered = row
+    assert overlap_mean == "1.00" and tied == "1 of 1" and covered == "-"  # the same sweep twice
+    assert overlap((0.1, 0.3), (0.2, 0.4), False, False) == pytest.approx(1 / 3)
+    assert overlap([16, 32], [32], True, False) == 0.5
+
+
+def test_only_runs_the_sections_asked_for_and_refuses_unknown_ones(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "search.bench", "--quick", "--only", "7"],
         capture_output=True,
@@ -52,3 +65,10 @@ def test_only_runs_the_sections_asked_for(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "7. Preprocessing" in proc.stdout and "1. Epoch time" not in proc.stdout
+    proc = subprocess.run(
+        [sys.executable, "-m", "search.bench", "--only", "42"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "error: --only 42: no such section; choose from 1, 2, 3, 4, 4b, 5, 5b, 6, 7, efficiency, "
+        "importance, stability"
+    ]

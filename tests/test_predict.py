@@ -43,6 +43,11 @@ CASES = [
         "(format 1, this one reads 2, 3); run its sweep again",
     ),
     (
+        "no ensemble",
+        lambda t: ["--run", str(unfinished(t)), "--model", "ensemble", "--text", "x"],
+        "has no ensemble: it did not beat the best single model on validation",
+    ),
+    (
         "missing column",
         lambda t: ["--run", "r", "--input", str(texts_file(t, "a.csv", "review,x\nfine,1\n"))],
         "has no column 'text' (columns: review, x)",

@@ -97,7 +97,9 @@ def measures(runs: list[RunDir], model: str, logs: set[str]) -> list:
     detected_counts = [sum(k["effect"] == "detected" for k in run_knobs.values()) for run_knobs in knobs]
     return [
         f"{np.mean(spots):.2f}",
-        f"{np.nanmean(ranks):+.2f} [{np.nanmin(ranks):+.2f}, {np.nanmax(ranks):+.2f}]",
+        "-"
+        if np.all(np.isnan(ranks))
+        else f"{np.nanmean(ranks):+.2f} [{np.nanmin(ranks):+.2f}, {np.nanmax(ranks):+.2f}]",
         f"{np.mean(agree):.2f} ({', '.join(map(str, detected_counts))})",
         f"{100 * np.mean(tests):.1f} ({100 * min(tests):.1f}-{100 * max(tests):.1f})",
         f"{sum(tied)} of {len(tied)}",
