@@ -74,9 +74,8 @@ def encoder_id(name: str) -> str:
 
 
 def cache_path(kind: str, data: PreparedData, cfg, cache_dir: str | None, *extra) -> Path:
-    """The folder of one input variant's cached arrays; its name hashes what they depend on, their dtype "
-    "and the
-    cache format."""
+    """The folder of one input variant's cached arrays; its name hashes what they depend on, their dtype and
+    the cache format."""
     ident = [
         data.key,
         encoder_id(cfg.encoder),
@@ -126,8 +125,8 @@ class RowFile:
 
 
 def encode_texts(model, tokenizer, texts: list[str], cfg) -> dict[str, torch.Tensor]:
-    """{pooling: (N, hidden)} for "cls", "mean" and, where the model has one, "pooler", as stored "
-    "(float16)."""
+    """{pooling: (N, hidden)} for "cls", "mean" and, where the model has one, "pooler", as stored
+    (float16)."""
     return run_encoder(model, tokenizer, texts, cfg)[0]
 
 
@@ -220,9 +219,9 @@ def _save_pooled(folder: Path, split: str, pooled: dict) -> None:
 
 
 def frozen_features(data: PreparedData, cfg, cache_dir: str | None = None, loaded=None) -> dict:
-    """{split: {pooling: (N, hidden)}, "info": {hidden_size, encoder_params, bytes}}, memory-mapped from "
-    "the disk
-    cache, made first when it lacks them (or holds a damaged entry). loaded: (tokenizer, model) to reuse."""
+    """{split: {pooling: (N, hidden)}, "info": {hidden_size, encoder_params, bytes}}, memory-mapped from the
+    disk cache, made first when it lacks them (or holds a damaged entry). loaded: (tokenizer, model) to
+    reuse."""
     path = cache_path("features", data, cfg, cache_dir)
     found = _read_folder(path)
     if found is not None:
@@ -249,10 +248,9 @@ def lower_depth(model, cfg) -> int:
 
 
 def lower_states(data: PreparedData, cfg, cache_dir: str | None = None, loaded=None) -> dict:
-    """{split: {"hidden", "attention_mask"}, "info": {..., "lower_states": True, "bytes"}}: the states "
-    "below the
-    top cfg.unfreeze_layers layers, memory-mapped from the disk cache, made first when it lacks them. The same
-    pass caches the frozen encoder's features too."""
+    """{split: {"hidden", "attention_mask"}, "info": {..., "lower_states": True, "bytes"}}: the states below
+    the top cfg.unfreeze_layers layers, memory-mapped from the disk cache, made first when it lacks them. The
+    same pass caches the frozen encoder's features too."""
     path = cache_path("lower", data, cfg, cache_dir, cfg.unfreeze_layers)
     found = _read_folder(path)
     if found is not None:

@@ -81,9 +81,8 @@ class FinishedSweep:
 
 @pytest.fixture(scope="session")
 def finished_sweep(tmp_path_factory, cache_dir) -> FinishedSweep:
-    """One real sweep that many tests read: the LSTM (5 trials of 3 epochs; ASHA at every epoch, so it "
-    "stops some)
-    and the RNN (3 trials) on IMDB-300, each retrained on 2 seeds, with plots and the page."""
+    """One real sweep that many tests read: the LSTM (5 trials of 3 epochs; ASHA at every epoch, so it stops
+    some) and the RNN (3 trials) on IMDB-300, each retrained on 2 seeds, with plots and the page."""
     from sweeps import run, tune_cmd
 
     runs = tmp_path_factory.mktemp("finished") / "runs"

@@ -50,9 +50,8 @@ def check_study(sweep: Path, model: str, trials: int) -> optuna.Study:
 
 
 def check_plots_and_html(sweep: Path, models: list[str]) -> None:
-    """Every plot is a PNG of some size, report.html shows each by a relative path, and a real browser "
-    "loads them
-    all (required where SWEETSPOT_REQUIRE_TEST_DATA=1, as in CI: no browser fails there)."""
+    """Every plot is a PNG of some size, report.html shows each by a relative path, and a real browser loads
+    them all (required where SWEETSPOT_REQUIRE_TEST_DATA=1, as in CI: no browser fails there)."""
     run = RunDir(sweep)
     for model in models:
         for kind in ("history", "knobs", "curves", "confusion"):

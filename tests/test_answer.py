@@ -26,8 +26,8 @@ def labels_of(n: int = N, seed: int = 0) -> np.ndarray:
 
 
 def probs_right(labels: np.ndarray, right: np.ndarray, confidence: float = 0.8) -> np.ndarray:
-    """(texts, 2) probabilities that put `confidence` on the label where right, on the other class "
-    "elsewhere."""
+    """(texts, 2) probabilities that put `confidence` on the label where right, on the other class
+    elsewhere."""
     out = np.full((len(labels), 2), 1 - confidence)
     target = np.where(right, labels, 1 - labels)
     out[np.arange(len(labels)), target] = confidence
@@ -79,8 +79,8 @@ def test_paired_statistics_match_their_definitions():
 
 
 def write_sweep(run: RunDir, models: dict, baseline_right: np.ndarray, labels: dict) -> None:
-    """A run directory of finished models from synthetic predictions: models "
-    "{name: (val right, test right)}."""
+    """A run directory of finished models from synthetic predictions: models {name: (val right, test
+    right)}."""
     for name, (val_right, test_right) in models.items():
         folder = run.model(name)
         for split, right in (("val", val_right), ("test", test_right)):
@@ -161,8 +161,8 @@ def test_the_ensemble_is_kept_only_when_it_wins_on_cross_fitted_validation():
 
 
 def synthetic_study(n: int, seed: int = 0) -> optuna.Study:
-    """Twelve knobs, of which model.dropout alone sets the loss (plus noise); lr's best values sit at its "
-    "top."""
+    """Twelve knobs, of which model.dropout alone sets the loss (plus noise); lr's best values sit at its
+    top."""
     rng = np.random.default_rng(seed)
     dists = {f"model.k{i}": FloatDistribution(0.0, 1.0) for i in range(8)}
     dists |= {

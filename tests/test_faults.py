@@ -1,7 +1,6 @@
-"""Faults a sweep meets in use: a second driver on the same sweep, Ctrl-C and SIGTERM, writes that fail "
-"halfway,
-and files that were damaged. Each ends in one clear line or is repaired from what is sound, never in a wrong
-number."""
+"""Faults a sweep meets in use: a second driver on the same sweep, Ctrl-C and SIGTERM, writes that fail
+halfway, and files that were damaged. Each ends in one clear line or is repaired from what is sound, never in
+a wrong number."""
 
 import errno
 import json
@@ -46,7 +45,7 @@ def test_one_driver_per_sweep_and_ctrl_c_or_sigterm_stop_it_cleanly(finished_swe
 
     runs = copy_sweep(finished_sweep.runs, tmp_path / "runs")
     run_dir = RunDir(runs / "imdb")
-    cmd = tune_cmd(runs, "--model", "transformer", "--trials", "5", "--epochs", "3", "--seeds", "1")
+    cmd = tune_cmd(runs, "--model", "transformer", "--trials", "8", "--epochs", "3", "--seeds", "1")
     cmd += ["--set", "search.grace_period=3"]
     folder = run_dir.root / "transformer"
 
@@ -109,7 +108,7 @@ def test_one_driver_per_sweep_and_ctrl_c_or_sigterm_stop_it_cleanly(finished_swe
     code, out, err = run(cmd)
     assert code == 0, err[-3000:]
     s = summary(runs, "transformer")
-    assert s.trials["total"] == 5
+    assert s.trials["total"] == 8
     states = {
         "COMPLETE": s.trials["completed"],
         "PRUNED": s.trials["stopped_early"],
@@ -117,9 +116,9 @@ def test_one_driver_per_sweep_and_ctrl_c_or_sigterm_stop_it_cleanly(finished_swe
     }
     states = {k: v for k, v in states.items() if v}
     assert s.optuna_states == states and s.searcher_states == states
-    check_study(run_dir.root, "transformer", 5)
+    check_study(run_dir.root, "transformer", 8)
     final = results(folder)
-    assert len(final) == 5 and all(final[name] == rows for name, rows in ended.items())
+    assert len(final) == 8 and all(final[name] == rows for name, rows in ended.items())
 
 
 def _studies(run_dir: RunDir) -> list[str]:
@@ -220,8 +219,8 @@ def limited(limit: int):
 
 
 def test_the_report_under_a_file_size_limit_says_so_and_keeps_what_it_had(finished_sweep, tmp_path):
-    """The report command (no Ray to inherit the limit) with 64 KB files at most: the plots cannot be "
-    "written."""
+    """The report command (no Ray to inherit the limit) with 64 KB files at most: the plots cannot be
+    written."""
     runs = copy_sweep(finished_sweep.runs, tmp_path / "runs")
     run_dir = RunDir(runs / "imdb")
     before = {p: p.read_bytes() for p in run_dir.plots.glob("*.png")}

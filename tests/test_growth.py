@@ -1,5 +1,5 @@
-"""Sweeps that grow: more trials on a finished sweep, a changed space with --extend-space, a warm start from an
-earlier sweep, and a time budget."""
+"""Sweeps that grow: more trials on a finished sweep, a changed space with --extend-space, a warm start from
+an earlier sweep, and a time budget."""
 
 import time
 from pathlib import Path

@@ -1,5 +1,7 @@
 """search.sweep.storage without a cluster: where trials go, what a finished sweep keeps, and bad storage."""
 
+import json
+
 import pytest
 
 from configs.errors import UserError
@@ -37,3 +39,21 @@ def test_storage_that_cannot_be_used_is_one_clear_error(storage, expected, tmp_p
     (tmp_path / "file").write_text("a file, not a folder")
     with pytest.raises(UserError, match=expected):
         write_marker(storage.format(tmp=tmp_path))
+
+
+def test_a_trial_resumed_from_an_older_checkpoint_has_each_epoch_once(tmp_path):
+    """A driver killed between a result and its next state save resumes the trial from an older checkpoint:
+    Ray's log then holds epochs 1-3 and again 2-4. The history is the run the trial went on with."""
+    from search.store.layout import RESULT
+    from search.sweep.results import read_history
+
+    logged = [(1, 0.9), (2, 0.8), (3, 0.7), (2, 0.75), (3, 0.65), (4, 0.6)]
+    lines = [json.dumps({"training_iteration": i, "val_loss": loss}) for i, loss in logged]
+    (tmp_path / RESULT).write_text("\n".join(lines) + "\n")
+    history = read_history(str(tmp_path))
+    assert [(h["training_iteration"], h["val_loss"]) for h in history] == [
+        (1, 0.9),
+        (2, 0.75),
+        (3, 0.65),
+        (4, 0.6),
+    ]

@@ -72,11 +72,12 @@ def test_distilbert_path_with_tiny_distilbert_and_cached_features(tiny_distilber
     assert code == 0, err
     first = last_json(out)
     assert first["trainable_params"] < first["params"]
-    features = list(cache_root().glob("features-*.pt"))
-    assert features
+    # One cache entry: a folder of float16 arrays, written once and read (not rewritten) by the second run.
+    features = list(cache_root().glob("features-*/*.npy"))
+    assert features and all(p.stat().st_size > 0 for p in features)
     stamp = {p: p.stat().st_mtime_ns for p in features}
     code, out, err = run_cli(main, argv, capsys)
-    assert code == 0 and {p: p.stat().st_mtime_ns for p in cache_root().glob("features-*.pt")} == stamp
+    assert code == 0 and {p: p.stat().st_mtime_ns for p in cache_root().glob("features-*/*.npy")} == stamp
     assert last_json(out)["val_accuracy"] == first["val_accuracy"]  # same cached features, same seed
 
 

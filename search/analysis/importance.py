@@ -2,14 +2,14 @@
 
 fANOVA (Optuna's evaluator) is refitted on bootstrap resamples of the scored trials (those that reached a
 validation loss: completed, and stopped by ASHA at their best loss); each knob gets the median share of the
-variance and an 80% interval. Importance is never negative, so a null is needed: a dummy knob of random values
-rides along in every fit, and a knob whose interval reaches down into the dummy's is "no detectable effect",
-not
-a rank. PED-ANOVA (also Optuna's), which asks what sets the best trials apart, is shown beside it.
+variance and an 80% interval. Importance is never negative, so a null is needed: three dummy knobs of random
+values ride along in every fit, the best of them being the dummy, what an irrelevant knob reaches by chance;
+a knob whose interval reaches down into the dummy's is "no detectable effect", not a rank. PED-ANOVA (also
+Optuna's), which asks what sets the best trials apart, is shown beside it.
 
-Below MIN_TRIALS scored trials no number is shown. Measured (BENCHMARKS.md, section 9) on synthetic studies of
-the LSTM's 11 knobs where one knob alone sets the loss: with 15 scored trials that knob was detected in 4 of 10
-studies, with 20 in 8 of 10, and no other knob was called detected at any size.
+Below MIN_TRIALS scored trials no number is shown. Measured (BENCHMARKS.md, "importance") on synthetic
+studies of the LSTM's 11 knobs where one knob alone sets the loss: with 15 scored trials that knob was
+detected in 4 of 10 studies, with 20 in 8 of 10, and no other knob was called detected at any size.
 """
 
 import numpy as np

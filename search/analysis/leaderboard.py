@@ -179,8 +179,8 @@ def save_ensemble_bundle(board: Board) -> None:
 
 
 def write_leaderboard(run: RunDir, plots: bool = True) -> str:
-    """Print-ready text; also writes leaderboard.md, leaderboard.json, the ensemble, the plots and "
-    "report.html."""
+    """Print-ready text; also writes leaderboard.md, leaderboard.json, the ensemble, the plots and
+    report.html."""
     from search.analysis.html import write_html
     from search.analysis.plots import sweep_plots
 

@@ -1,12 +1,10 @@
-"""The leaderboard's rows with what makes them comparable: every figure chosen on validation, every test "
-"figure
-with its interval, and each row's paired verdict against the validation-best row and the TF-IDF row.
+"""The leaderboard's rows with what makes them comparable: every figure chosen on validation, every test
+figure with its interval, and each row's paired verdict against the validation-best row and the TF-IDF row.
 
 All of it is computed from the predictions the retrain kept (runs/<name>/<model>/predictions/), so the report
-can compute it again at any time. A row reads its model's seed-averaged probabilities (what
-`search.predict --ensemble` serves); its test accuracy is the mean over seeds, with a 95% bootstrap interval
-over the test texts.
-"""
+can compute it again at any time. A row reads its model's seed-averaged probabilities (what `search.predict
+--ensemble` serves); its test accuracy is the mean over seeds, with a 95% bootstrap interval over the test
+texts."""
 
 from dataclasses import dataclass, field
 
@@ -115,9 +113,8 @@ def _versus(rows: list[Row], reference: Row, labels: np.ndarray, same: str) -> N
 
 
 def compare(run: RunDir, rows: list[Row], labels: dict, num_classes: int) -> Row | None:
-    """Fill each comparable row's stats: test intervals, vs the validation-best row, vs the TF-IDF row, "
-    "and tuned
-    vs default for the models. Returns the validation-best row."""
+    """Fill each comparable row's stats: test intervals, vs the validation-best row, vs the TF-IDF row, and
+    tuned vs default for the models. Returns the validation-best row."""
     if not labels:
         return None
     for r in rows:

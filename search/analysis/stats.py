@@ -51,8 +51,8 @@ def metric_intervals(preds: np.ndarray, labels: np.ndarray, num_classes: int) ->
 
 
 def mcnemar_p(a_right: np.ndarray, b_right: np.ndarray) -> float:
-    """McNemar's exact test: of the texts where exactly one is right, is either right more often than "
-    "chance?"""
+    """McNemar's exact test: of the texts where exactly one is right, is either right more often than
+    chance?"""
     only_a, only_b = int((a_right & ~b_right).sum()), int((~a_right & b_right).sum())
     if only_a + only_b == 0:
         return 1.0

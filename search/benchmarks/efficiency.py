@@ -166,8 +166,8 @@ def best_at(curve: list, t: float) -> float:
 
 
 def time_to(curve: list, target: float, total: float) -> tuple[float, bool]:
-    """(when the curve first reached target, whether it did); a run that never did counts at its total "
-    "time."""
+    """(when the curve first reached target, whether it did); a run that never did counts at its total
+    time."""
     return next(((when, True) for when, acc in curve if acc >= target - 1e-12), (total, False))
 
 
@@ -219,9 +219,8 @@ def iqm_interval(values: np.ndarray):
 
 
 def beats(curve: list, reference: list, horizon: float, points: int = 20) -> float:
-    """The share of equal times (over the reference's median total) at which this run's best so far is "
-    "above the
-    reference's; ties count half."""
+    """The share of equal times (over the reference's median total) at which this run's best so far is above
+    the reference's; ties count half."""
     times = np.linspace(horizon / points, horizon, points)
     wins = [np.sign(best_at(curve, t) - best_at(reference, t)) for t in times]
     return float(np.mean([(w + 1) / 2 for w in wins]))

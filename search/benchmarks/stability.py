@@ -1,10 +1,9 @@
-"""Stability: do two search seeds of the same sweep agree? Each task's default sweep runs with five "
-"search seeds
-(search.seed; the same training seed), each as the product runs it (python -m search.tune, in its own driver;
-a finished run is not run again). Then, over the pairs of runs: how much the chosen sweet spots overlap, how
-the importance rankings correlate (Spearman), whether the knobs with a detectable effect agree, how spread the
-picked configurations' test accuracies are and whether they tie (McNemar, paired on the same test texts), and
-whether the first run's 80% importance intervals cover the other runs' medians."""
+"""Stability: do two search seeds of the same sweep agree? Each task's default sweep runs with five search
+seeds (search.seed; the same training seed), each as the product runs it (python -m search.tune, in its own
+driver; a finished run is not run again). Then, over the pairs of runs: how much the chosen sweet spots
+overlap, how the importance rankings correlate (Spearman), whether the knobs with a detectable effect agree,
+how spread the picked configurations' test accuracies are and whether they tie (McNemar, paired on the same
+test texts), and whether the first run's 80% importance intervals cover the other runs' medians."""
 
 import itertools
 import subprocess
@@ -58,8 +57,8 @@ def sweep(task: Task, seed: int, root: Path, trials: int, extra: tuple) -> RunDi
 
 
 def overlap(a, b, choice: bool, log: bool) -> float:
-    """How much two sweet spots share: Jaccard of the choices, or of the ranges (on a log scale for log "
-    "knobs)."""
+    """How much two sweet spots share: Jaccard of the choices, or of the ranges (on a log scale for log
+    knobs)."""
     if choice:
         return len(set(a) & set(b)) / max(1, len(set(a) | set(b)))
     scale = np.log if log else (lambda x: x)

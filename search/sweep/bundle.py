@@ -54,9 +54,8 @@ def seed_mean(probs: np.ndarray) -> np.ndarray:
 
 
 def combine(probs: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
-    """The ensemble's probabilities: the weighted mean of its members' (seed-averaged) probabilities, "
-    "summed in a
-    fixed order, so that the report and search.predict compute the same numbers."""
+    """The ensemble's probabilities: the weighted mean of its members' (seed-averaged) probabilities, summed
+    in a fixed order, so that the report and search.predict compute the same numbers."""
     return sum(weights[m] * probs[m].astype(np.float64) for m in sorted(weights))
 
 

@@ -46,9 +46,8 @@ def _comparable(settings) -> dict:
 
 
 def differences(saved: dict, settings) -> list[str]:
-    """["search.trials", ...]: the dotted keys whose values differ; a key the saved settings lack is "
-    "newer than
-    the sweep, which ran with its default."""
+    """["search.trials", ...]: the dotted keys whose values differ; a key the saved settings lack is newer
+    than the sweep, which ran with its default."""
     wanted, out = _comparable(settings), []
     for section in ("data", "model", "train", "search"):
         default = json.loads(json.dumps(dataclasses.asdict(type(settings.section(section))())))
@@ -59,9 +58,8 @@ def differences(saved: dict, settings) -> list[str]:
 
 
 def check_settings(folder: ModelDir, settings, extend_space: bool = False) -> bool:
-    """One model folder holds one search: other settings would mix two of them. Returns whether the "
-    "search space
-    changed and --extend-space allows it (search/sweep/extend.py)."""
+    """One model folder holds one search: other settings would mix two of them. Returns whether the search
+    space changed and --extend-space allows it (search/sweep/extend.py)."""
     saved = folder.read_settings()
     if saved is None:
         return False

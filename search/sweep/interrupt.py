@@ -33,8 +33,8 @@ class Signals:
             self.previous, self.signum = previous, None
 
     def reclaim(self) -> None:
-        """ray.init sets a SIGTERM handler of its own (and its core worker one below Python's): take it "
-        "back."""
+        """ray.init sets a SIGTERM handler of its own (and its core worker one below Python's): take it
+        back."""
         if self.previous is not None:
             self.install()
 

@@ -25,14 +25,23 @@ def from_result(result, experiment: str) -> TrialRecord:
 
 
 def read_history(trial_dir: str) -> list[dict]:
-    """Every epoch a trial reported (Ray's result.json in its folder, one JSON object a line)."""
+    """Every epoch a trial reported (Ray's result.json in its folder, one JSON object a line), each once.
+
+    Ray saves the sweep's state every second or so, and a driver killed in between resumes a trial from the
+    checkpoint that state knew, one older than the trial's last: the epochs after it are trained and logged
+    again, after the first log's lines. The history is the run the trial went on with."""
     fs, path = filesystem(trial_dir)
     try:
         with fs.open_input_stream(f"{path}/{RESULT}") as src:
             lines = src.read().decode("utf-8").splitlines()
     except (OSError, FileNotFoundError):
         return []
-    return [json.loads(line) for line in lines if line.strip()]
+    kept = []
+    for row in (json.loads(line) for line in lines if line.strip()):
+        while kept and kept[-1].get("training_iteration", 0) >= row.get("training_iteration", 0):
+            kept.pop()  # logged before the trial went back to an older checkpoint
+        kept.append(row)
+    return kept
 
 
 def make_record(metrics: dict, params: dict, history: list, path: str, failed: str | None) -> TrialRecord:
