@@ -32,7 +32,10 @@ class EncoderConfig:
     head_dim: int = 128
     dropout: float = 0.3
     unfreeze_layers: int = 0
-    encode_batch_size: int = 64
+    # Texts per batch in the driver's one pass over the encoder. 16 rather than 64: at 256 tokens a batch of
+    # 64 holds every layer's states and attention, and the driver peaked at 2,237 MB against 1,460 MB with
+    # 16 (6 MiniLM trials on IMDB-2k, empty cache, docs/benchmarks.md), and the pass was no slower.
+    encode_batch_size: int = 16
 
     def validate(self) -> None:
         check_range(

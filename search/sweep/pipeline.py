@@ -141,7 +141,6 @@ def _search(
     told = told + told_points(settings, options.warm_start)
     if told:
         print(f"[{name}] {len(told)} earlier trials inform the sampler (they are not trials of this search)")
-    print(f"[{name}] warm start: {len(told)} earlier trials inform the sampler (they are not trials here)")
     print(
         f"[{name}] searching {settings.search.trials} trials, {settings.search.concurrent} at a time, {cpus} "
         f"CPU(s) and {settings.search.memory_budget} each, trials in {experiment}",
