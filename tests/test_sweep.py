@@ -221,15 +221,16 @@ def check_sweep(runs, model, trials, ended_before: dict, experiment: Path | None
     )  # what TPE itself was told, kept through the kills
     check_study(runs / "imdb", model, trials)  # one study, each trial once, none left RUNNING
     folder = experiment or runs / "imdb" / model
-    final = results(folder)
-    assert len(final) == trials
-    for name in final:  # as the sweep reads it: a trial resumed from an older checkpoint counts its run once
-        rows = read_history(str(folder / name))
+    # As the sweep reads them: a trial resumed from an older checkpoint counts its run once.
+    histories = {name: read_history(str(folder / name)) for name in results(folder)}
+    assert len(histories) == trials
+    for name, rows in histories.items():
         assert [r["training_iteration"] for r in rows] == list(range(1, len(rows) + 1)), name
     for name, rows in ended_before.items():
         # Trials that had ended durably (see durable_ids): their outcome, epoch by epoch, is what it was.
-        again = outcome(read_history(str(folder / name)))
-        assert again == outcome(rows), f"trial {name} had ended before a kill and its outcome changed"
+        assert outcome(histories[name]) == outcome(rows), (
+            f"trial {name} had ended before a kill and its outcome changed"
+        )
 
 
 def outcome(rows: list[dict]) -> dict:
