@@ -1,0 +1,203 @@
+"""Searches replayed on recorded learning curves: the trainable that a sweep runs instead of training.
+
+A curve bank (search/benchmarks/bank.py records them) holds, per configuration drawn from a task's space,
+every epoch's validation loss and accuracy, training loss and cost in CPU seconds, on one or two training
+seeds, trained to the task's maximum epochs without early stopping. A replayed trial looks up the nearest
+recorded configuration (1-NN on the knobs scaled to [0, 1], log scale where the space is log, a choice by
+its position and a choice of words one-hot), takes one of its recorded training seeds (drawn from the
+configuration and the search seed, so a resumed trial keeps it), and reports its curve epoch by epoch
+through the same Ray Tune, Optuna and ASHA path as a real trial, stopping early where the training loop's
+own patience would. Nothing is trained. The cost of each epoch is reported as `cost_s`; a sweep's clock
+(search.sweep.budget) adds them up, so time budgets count simulated seconds.
+
+The file is multi-member gzip, one JSON object per line: a `{"meta": ...}` line (the task, its space and
+how it was recorded), then one `{"config", "seed", "params", "setup_s", "epochs", "diverged"}` per run.
+Appending a member per run keeps it resumable: a stopped recording loses at most the run in progress.
+"""
+
+import gzip
+import hashlib
+import json
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from configs.errors import UserError
+
+# One epoch's record: what the training loop saw, and what it cost.
+EPOCH_FIELDS = ("val_loss", "val_acc", "train_loss", "cpu_s", "wall_s")
+
+
+@dataclass
+class Run:
+    """One configuration trained on one seed."""
+
+    config: int  # index of the configuration in the task's sequence
+    seed: int  # training seed
+    params: dict  # {dotted knob: value}
+    setup_s: float  # CPU seconds before the first epoch (inputs, model)
+    epochs: list[list[float]]  # per epoch, EPOCH_FIELDS
+    diverged: bool = False  # the loss became non-finite after the last recorded epoch
+
+    def column(self, name: str) -> np.ndarray:
+        return np.array([e[EPOCH_FIELDS.index(name)] for e in self.epochs], dtype=float)
+
+    def to_dict(self) -> dict:
+        return {
+            "config": self.config,
+            "seed": self.seed,
+            "params": self.params,
+            "setup_s": round(self.setup_s, 4),
+            "epochs": [[round(v, 6) for v in e] for e in self.epochs],
+            "diverged": self.diverged,
+        }
+
+
+@dataclass
+class Bank:
+    """The recorded runs of one task, with its space ({knob: {kind: args}}, as in YAML) and settings."""
+
+    meta: dict
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def space(self) -> dict:
+        return self.meta["space"]
+
+    @property
+    def max_epochs(self) -> int:
+        return int(self.meta["max_epochs"])
+
+    def configs(self) -> dict[int, list[Run]]:
+        """{configuration index: its runs, one per recorded seed}."""
+        out: dict[int, list[Run]] = {}
+        for run in self.runs:
+            out.setdefault(run.config, []).append(run)
+        return out
+
+    def encode(self, params: dict) -> np.ndarray:
+        return np.concatenate([_encode(spec, params[key]) for key, spec in self.space.items()])
+
+    def nearest(self, params: dict, among: list[int] | None = None) -> int:
+        """The configuration index whose knobs are nearest to params (among those given, else all)."""
+        configs = self.configs()
+        keys = sorted(configs) if among is None else among
+        if not keys:
+            raise UserError("the curve bank holds no recorded run; record some with python -m search.bank")
+        points = np.stack([self.encode(configs[k][0].params) for k in keys])
+        distance = ((points - self.encode(params)) ** 2).sum(axis=1)
+        return keys[int(np.argmin(distance))]
+
+    def run_for(self, params: dict, draw: int) -> Run:
+        """The nearest configuration's run on one of its recorded seeds, chosen by draw."""
+        runs = sorted(self.configs()[self.nearest(params)], key=lambda r: r.seed)
+        return runs[draw % len(runs)]
+
+
+def _encode(spec: dict, value) -> np.ndarray:
+    """A knob's value in [0, 1]: the position in its range (log where the space is log); a choice of numbers
+    or booleans by its position, a choice of words one-hot."""
+    kind, args = next(iter(spec.items()))
+    if kind == "choice":
+        if all(isinstance(v, (int, float)) for v in args):  # bools are ints: false < true
+            index = args.index(value) if value in args else int(np.argmin([abs(v - value) for v in args]))
+            return np.array([index / max(1, len(args) - 1)])
+        return np.array([float(value == v) for v in args])
+    low, high = float(args[0]), float(args[1])
+    if kind == "loguniform":
+        return np.array([(math.log(value) - math.log(low)) / (math.log(high) - math.log(low))])
+    return np.array([(float(value) - low) / (high - low)])
+
+
+def load_bank(path: Path) -> Bank:
+    """A bank from its file; one line about what is wrong otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no curve bank at {path}; record one with python -m search.bank record")
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as lines:
+            rows = [json.loads(line) for line in lines if line.strip()]
+    except (OSError, EOFError, ValueError) as err:
+        raise UserError(f"curve bank {path} cannot be read ({err}); record it again") from None
+    if not rows or "meta" not in rows[0]:
+        raise UserError(f"curve bank {path} has no meta line first; record it again")
+    meta = rows[0]["meta"]
+    for row in rows[1:]:  # a later session's recording adds its provenance as another meta line
+        if "meta" in row:
+            meta.setdefault("sessions", []).extend(row["meta"].get("sessions", []))
+    runs = [Run(**row) for row in rows[1:] if "meta" not in row]
+    return Bank(meta, runs)
+
+
+def append(path: Path, row: dict) -> None:
+    """One gzip member, one JSON line: an interrupted append loses that line only (gzip reads up to it)."""
+    with gzip.open(path, "ab") as out:
+        out.write((json.dumps(row) + "\n").encode())
+
+
+def seed_draw(params: dict, search_seed: int) -> int:
+    """Which recorded training seed a trial gets: fixed by its configuration and the search seed, so that a
+    trial resumed after a kill replays the same curve, and a replay is the same for the same search seed."""
+    text = json.dumps(sorted(params.items()), default=str) + f"|{search_seed}"
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+
+
+def replay_curve(run: Run, patience: int, max_epochs: int) -> list[dict]:
+    """The epochs a real trial of this run would report: the training loop's early stopping on the
+    validation loss applied to the recorded curve, cut at max_epochs."""
+    out, best, best_epoch, bad = [], math.inf, 0, 0
+    for index, epoch in enumerate(run.epochs[:max_epochs], start=1):
+        val_loss, val_acc, train_loss, cpu_s, wall_s = epoch
+        if val_loss < best - 1e-6:
+            best, best_epoch, bad = val_loss, index, 0
+        else:
+            bad += 1
+        best_acc = run.epochs[best_epoch - 1][1]
+        stop = bad >= patience
+        last = stop or index == min(max_epochs, len(run.epochs)) and not run.diverged
+        out.append(
+            {
+                "epoch": index,
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "train_loss": train_loss,
+                "best_val_loss": best,
+                "best_val_acc": best_acc,
+                "best_epoch": best_epoch,
+                "cost_s": cpu_s + (run.setup_s if index == 1 else 0.0),
+                "wall_s": wall_s,
+                "finished": last,
+            }
+        )
+        if stop:
+            break
+    return out
+
+
+def replay_trial(config: dict, bank: Bank, patience: int, max_epochs: int, search_seed: int, pause_s=0.0):
+    """A Ray Tune function trainable: the recorded curve of the configuration nearest to `config`, reported
+    epoch by epoch with a checkpoint, as search/sweep/trial.py reports a trained one. pause_s: wall seconds
+    each epoch takes (the tests of kills and signals want epochs that last)."""
+    from ray import tune
+
+    from search.engine.loop import TrainingDiverged
+
+    run = bank.run_for(config, seed_draw(config, search_seed))
+    epochs = replay_curve(run, patience, max_epochs)
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as path:
+            start = json.loads((Path(path) / "replay.json").read_text())["epoch"]
+    for metrics in epochs[start:]:
+        time.sleep(pause_s)
+        metrics = metrics | {"bank_config": run.config, "bank_seed": run.seed}
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "replay.json").write_text(json.dumps({"epoch": metrics["epoch"]}))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+    if run.diverged and len(epochs) == len(run.epochs) and len(run.epochs) < max_epochs:
+        raise TrainingDiverged(f"training diverged (recorded) at epoch {len(run.epochs) + 1}")
