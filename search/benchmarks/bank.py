@@ -120,7 +120,7 @@ def schedule(configs: int) -> list[tuple[int, int]]:
 
 
 def record_run(settings, data, index: int, seed: int) -> Run:
-    """One configuration trained on one seed to the maximum epochs: early stopping off, all else as a trial."""
+    """One configuration trained on one seed to the maximum epochs: no early stopping, the rest as a trial."""
     start_cpu = time.process_time()
     params = point(settings, index)
     epochs_max = settings.train.max_epochs
@@ -157,6 +157,7 @@ def record_run(settings, data, index: int, seed: int) -> Run:
 
 
 def provenance(task: BankTask, settings, data) -> dict:
+    """Where and how the bank was recorded (data None: made up, not recorded)."""
     import torch
 
     return {
@@ -166,8 +167,8 @@ def provenance(task: BankTask, settings, data) -> dict:
         "cpu": cpu_name(),
         "threads": 1,
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "train_texts": len(data.train),
-        "val_texts": len(data.val),
+        "train_texts": len(data.train) if data is not None else None,
+        "val_texts": len(data.val) if data is not None else None,
     }
 
 
@@ -234,3 +235,29 @@ def seed_pairs(bank) -> np.ndarray:
     return np.array(
         [[r.column("val_acc")[-1] for r in sorted(runs, key=lambda r: r.seed)[:2]] for runs in pairs]
     )
+
+
+def synthetic_bank(
+    task: BankTask, configs: int, path: Path, optimum: float = 0.8, epoch_s: float = 1.0
+) -> Path:
+    """A bank of made-up curves over the task's space, in seconds and without training: a configuration's
+    quality falls with its distance from the point where every knob sits at `optimum` of its range (choices
+    by position), and its curve rises towards it epoch by epoch, each epoch costing epoch_s. For tests of a
+    sweep's mechanics and of what the searcher does with what it is told."""
+    from search.sweep.replay import _encode
+
+    settings = task_settings(task)
+    epochs_max = settings.train.max_epochs
+    meta = meta_for(task, settings, data=None)
+    path.unlink(missing_ok=True)
+    append(path, {"meta": meta})
+    for index in range(configs):
+        params = point(settings, index)
+        u = np.concatenate([_encode(spec, params[key]) for key, spec in meta["space"].items()])
+        quality = 1.0 - float(np.mean((u - optimum) ** 2)) / max(optimum, 1 - optimum) ** 2
+        epochs = []
+        for epoch in range(1, epochs_max + 1):
+            rise = quality * (1 - math.exp(-epoch / 2))
+            epochs.append([0.7 - 0.4 * rise, 0.5 + 0.45 * rise, 0.7 - 0.5 * rise, epoch_s, epoch_s])
+        append(path, Run(index, SEEDS[0], params, 0.0, epochs).to_dict())
+    return path

@@ -100,7 +100,7 @@ def settings_for(task: Task, sampler: str, scheduler: str, seed: int, trials: in
 def one_sweep(task: Task, sampler: str, scheduler: str, seed: int, trials: int) -> dict:
     """One sweep of a cell, and its pick retrained on the training seed and tested."""
     from search.sweep.retrain import retrain
-    from search.sweep.tuner import run_search
+    from search.sweep.tuner import run_search, trainable
 
     settings = settings_for(task, sampler, scheduler, seed, trials)
     data = prepare_for_sweep(settings)
@@ -110,10 +110,8 @@ def one_sweep(task: Task, sampler: str, scheduler: str, seed: int, trials: int) 
         start = time.time()
         outcome = run_search(
             settings,
-            inputs,
-            data.num_classes,
+            trainable(settings, inputs, data.num_classes, cores()),
             str(Path(runs) / task.model),
-            cores(),
             "bench",
             callbacks=[clock],
         )

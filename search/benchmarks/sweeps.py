@@ -43,12 +43,12 @@ def plain_optuna(settings, data, n_jobs: int = 1) -> float:
 
 
 def ray_sweep(settings, data, cpus: int):
-    from search.sweep.tuner import run_search
+    from search.sweep.tuner import run_search, trainable
 
-    inputs = sweep_inputs(settings, data)
+    run = trainable(settings, sweep_inputs(settings, data), data.num_classes, cpus)
     with tempfile.TemporaryDirectory() as runs:
         start = time.perf_counter()
-        outcome = run_search(settings, inputs, data.num_classes, str(Path(runs) / "lstm"), cpus, "bench")
+        outcome = run_search(settings, run, str(Path(runs) / "lstm"), "bench")
         return time.perf_counter() - start, outcome.records
 
 

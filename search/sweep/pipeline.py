@@ -28,7 +28,7 @@ from search.sweep.interrupt import SIGNALS
 from search.sweep.results import choose_best, counts
 from search.sweep.retrain import retrain
 from search.sweep.storage import check_storage, join, tidy
-from search.sweep.tuner import SearchOutcome, run_search
+from search.sweep.tuner import SearchOutcome, run_search, trainable
 from search.sweep.warmstart import points_from, told_points
 
 
@@ -149,10 +149,8 @@ def _search(
     gate = options.budget.gate(settings, options.default) if options.budget else None
     return run_search(
         settings,
-        inputs,
-        data.num_classes,
+        trainable(settings, inputs, data.num_classes, cpus),
         experiment,
-        cpus,
         name,
         on_trial=lambda record: study.add_trial(run, name, record, settings.space),
         told=told,

@@ -14,9 +14,9 @@ class Progress(tune.Callback):
     """Trial n/N, best so far, time per trial and ETA, one line per finished trial. With trials in parallel,
     time per trial is this run's wall time per finished trial, so the ETA counts the parallelism in."""
 
-    def __init__(self, label: str, total: int, concurrent: int = 1):
+    def __init__(self, label: str, total: int, concurrent: int = 1, show: bool = True):
         self.label, self.total, self.start, self.done_here = label, total, time.time(), 0
-        self.concurrent = concurrent
+        self.concurrent, self.show = concurrent, show
         self.trial_seconds: list[float] = []  # each finished trial's training time (Ray's time_total_s)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -39,6 +39,8 @@ class Progress(tune.Callback):
         best = f"{min(losses):.4f}" if losses else "-"
         acc = last.get("best_val_acc")
         running = sum(t.status == "RUNNING" and t is not trial for t in trials)
+        if not self.show:
+            return
         print(
             f"[{self.label}] trial {len(finished)}/{self.total} {state} after "
             f"{last.get('training_iteration', 0)} epochs"

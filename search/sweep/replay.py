@@ -21,6 +21,7 @@ import json
 import math
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,15 +114,33 @@ def _encode(spec: dict, value) -> np.ndarray:
     return np.array([(float(value) - low) / (high - low)])
 
 
+def read_lines(path: Path) -> tuple[list[str], int]:
+    """(the JSON lines of every whole gzip member, the bytes they take): a member cut short by a stopped
+    append, and anything after it, is left out."""
+    data = Path(path).read_bytes()
+    lines, good, offset = [], 0, 0
+    while offset < len(data):
+        member = zlib.decompressobj(wbits=31)  # one gzip member
+        try:
+            text = member.decompress(data[offset:])
+        except zlib.error:
+            break
+        if not member.eof:
+            break
+        offset = len(data) - len(member.unused_data)
+        good = offset
+        lines += [line for line in text.decode("utf-8", errors="replace").splitlines() if line.strip()]
+    return lines, good
+
+
 def load_bank(path: Path) -> Bank:
     """A bank from its file; one line about what is wrong otherwise."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no curve bank at {path}; record one with python -m search.bank record")
     try:
-        with gzip.open(path, "rt", encoding="utf-8") as lines:
-            rows = [json.loads(line) for line in lines if line.strip()]
-    except (OSError, EOFError, ValueError) as err:
+        rows = [json.loads(line) for line in read_lines(path)[0]]
+    except (OSError, ValueError) as err:
         raise UserError(f"curve bank {path} cannot be read ({err}); record it again") from None
     if not rows or "meta" not in rows[0]:
         raise UserError(f"curve bank {path} has no meta line first; record it again")
@@ -134,7 +153,14 @@ def load_bank(path: Path) -> Bank:
 
 
 def append(path: Path, row: dict) -> None:
-    """One gzip member, one JSON line: an interrupted append loses that line only (gzip reads up to it)."""
+    """One gzip member, one JSON line. A member cut short (the process killed while writing) is cut off
+    first, so that what follows it can be read."""
+    path = Path(path)
+    if path.is_file():
+        good = read_lines(path)[1]
+        if good < path.stat().st_size:
+            with open(path, "r+b") as out:
+                out.truncate(good)
     with gzip.open(path, "ab") as out:
         out.write((json.dumps(row) + "\n").encode())
 
@@ -178,10 +204,19 @@ def replay_curve(run: Run, patience: int, max_epochs: int) -> list[dict]:
     return out
 
 
-def replay_trial(config: dict, bank: Bank, patience: int, max_epochs: int, search_seed: int, pause_s=0.0):
+def replay_trial(
+    config: dict,
+    bank: Bank,
+    patience: int,
+    max_epochs: int,
+    search_seed: int,
+    pause_s: float = 0.0,
+    checkpoints: bool = True,
+):
     """A Ray Tune function trainable: the recorded curve of the configuration nearest to `config`, reported
     epoch by epoch with a checkpoint, as search/sweep/trial.py reports a trained one. pause_s: wall seconds
-    each epoch takes (the tests of kills and signals want epochs that last)."""
+    each epoch takes (the tests of kills and signals want epochs that last). checkpoints: off where nothing
+    will resume (a benchmark's throwaway sweeps), which makes a replayed trial about twice as fast."""
     from ray import tune
 
     from search.engine.loop import TrainingDiverged
@@ -196,8 +231,84 @@ def replay_trial(config: dict, bank: Bank, patience: int, max_epochs: int, searc
     for metrics in epochs[start:]:
         time.sleep(pause_s)
         metrics = metrics | {"bank_config": run.config, "bank_seed": run.seed}
+        if not checkpoints:
+            tune.report(metrics)
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "replay.json").write_text(json.dumps({"epoch": metrics["epoch"]}))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
     if run.diverged and len(epochs) == len(run.epochs) and len(run.epochs) < max_epochs:
         raise TrainingDiverged(f"training diverged (recorded) at epoch {len(run.epochs) + 1}")
+
+
+def replay_trainable(settings, bank: Bank, pause_s: float = 0.0, checkpoints: bool = True):
+    """The Tune trainable that replays `bank` under these settings (their patience, maximum epochs and
+    search seed); one CPU a trial, no memory to speak of."""
+    from ray import tune
+
+    if settings.train.max_epochs > bank.max_epochs:
+        raise UserError(
+            f"train.max_epochs {settings.train.max_epochs} is more than the bank recorded "
+            f"({bank.max_epochs}); replay at most {bank.max_epochs} epochs"
+        )
+    return tune.with_resources(
+        tune.with_parameters(
+            replay_trial,
+            bank=bank,
+            patience=settings.train.patience,
+            max_epochs=settings.train.max_epochs,
+            search_seed=settings.search.seed,
+            pause_s=pause_s,
+            checkpoints=checkpoints,
+        ),
+        {"cpu": 1},
+    )
+
+
+class SimClock:
+    """A replayed sweep's clock: the recorded CPU seconds of every epoch reported so far (trials run one at a
+    time, so the running sum is the time the sweep would have taken). Each trial's end is kept with its best
+    validation accuracy and loss, and `gate` closes the search once another trial of the mean length so far
+    would not fit in the budget (simulated seconds)."""
+
+    def __init__(self, budget_s: float | None = None):
+        self.budget_s = budget_s
+        self.now = 0.0
+        self.ended: list[dict] = []  # {"trial_id", "at", "best_val_acc", "best_val_loss", "epochs"}
+        self._last: dict[str, dict] = {}
+
+    def callback(self):
+        from ray import tune
+
+        clock = self
+
+        class Tick(tune.Callback):
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                clock.now += float(result.get("cost_s", 0.0))
+                clock._last[trial.trial_id] = result
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                clock.end(trial.trial_id)
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                clock.end(trial.trial_id)
+
+        return Tick()
+
+    def end(self, trial_id: str) -> None:
+        last = self._last.pop(trial_id, {})
+        self.ended.append(
+            {
+                "trial_id": trial_id,
+                "at": self.now,
+                "best_val_acc": last.get("best_val_acc"),
+                "best_val_loss": last.get("best_val_loss"),
+                "epochs": last.get("epoch", 0),
+            }
+        )
+
+    def gate(self, progress=None) -> bool:
+        if self.budget_s is None or not self.ended:
+            return True
+        per_trial = self.now / len(self.ended)
+        return self.now + per_trial <= self.budget_s

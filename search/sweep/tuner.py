@@ -62,6 +62,8 @@ class SearchOutcome:
 
 
 def trainable(settings: Settings, inputs, num_classes: int, cpus: int):
+    """The trial that trains: inputs are search.sweep.inputs.sweep_inputs's (train and val, never test;
+    each trial builds its own)."""
     budget = parse_bytes(settings.search.memory_budget)
     return tune.with_resources(
         tune.with_parameters(
@@ -105,25 +107,23 @@ def _new_tuner(settings: Settings, run, experiment: str, told: list[dict]) -> tu
 
 def run_search(
     settings: Settings,
-    inputs,
-    num_classes: int,
+    run,
     experiment: str,
-    cpus: int,
     label: str,
     on_trial=None,
     told: list[dict] | None = None,
     gate: Optional[Callable[[Progress], bool]] = None,
     callbacks: list | None = None,
+    show: bool = True,
 ) -> SearchOutcome:
-    """inputs: search.sweep.inputs.sweep_inputs's (train and val, never test; each trial builds its own).
-    experiment: where Ray keeps the trials (a directory or a URI). on_trial: called with each trial's record
-    as
-    it ends. told: finished points from an earlier sweep for a new search's sampler. gate(progress): whether
-    another trial may start (the time budget). callbacks: more Tune callbacks (the benchmarks' clocks). Raises
-    Interrupted after SIGINT or SIGTERM."""
+    """run: the trial's Tune trainable, one that trains (`trainable` above) or one that replays recorded
+    curves (search.sweep.replay.replay_trainable); the search does not know which. experiment: where Ray
+    keeps the trials (a directory or a URI). on_trial: called with each trial's record as it ends. told:
+    finished points from an earlier sweep for a new search's sampler. gate(progress): whether another trial
+    may start (the time budget). callbacks: more Tune callbacks (the benchmarks' clocks). show: a progress
+    line per trial. Raises Interrupted after SIGINT or SIGTERM."""
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")  # small state, saved often: a kill loses little
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0, the legacy reporter prints nothing
-    run = trainable(settings, inputs, num_classes, cpus)
     if tune.Tuner.can_restore(experiment):
         tuner = tune.Tuner.restore(
             experiment, run, resume_unfinished=True, resume_errored=False, restart_errored=False
@@ -132,7 +132,7 @@ def run_search(
         tuner = _new_tuner(settings, run, experiment, told or [])
     search_alg = tuner._local_tuner._tune_config.search_alg
     search_alg.wanted = settings.search.trials
-    progress = Progress(label, settings.search.trials, settings.search.concurrent)
+    progress = Progress(label, settings.search.trials, settings.search.concurrent, show)
     GATE.open((lambda: gate(progress)) if gate else None)
     # Tuner.restore takes no RunConfig, and the callbacks need this run's clock: set them on the tuner.
     live = [LiveStudy(on_trial)] if on_trial else []
