@@ -5,7 +5,16 @@ search.bench
 runs the sections asked for and writes BENCHMARKS.md. It may import anything below the commands.
 """
 
-from search.benchmarks import data, efficiency, encoder, importance, speed, stability, sweeps
+from search.benchmarks import (
+    data,
+    efficiency,
+    encoder,
+    importance,
+    replay_sections,
+    speed,
+    stability,
+    sweeps,
+)
 from search.benchmarks.common import FULL, QUICK, Context, Plan, bench_data, machine
 
 # number: (what it needs besides the data, the section)
@@ -19,7 +28,11 @@ SECTIONS = {
     "5b": ((), sweeps.parallel_trials),
     "6": ((), sweeps.asha_saving),
     "7": ((), data.preprocessing),
-    "efficiency": ((), efficiency.search_efficiency),
+    "bank": ((), replay_sections.curve_bank),
+    "trust": ((), replay_sections.replay_trust),
+    "efficiency": ((), replay_sections.replayed_efficiency),
+    "efficiency-real": ((), efficiency.search_efficiency),
+    "defaults": ((), replay_sections.search_defaults),
     "importance": ((), importance.importance_trials),
     "stability": ((), stability.search_stability),
 }
