@@ -4,6 +4,7 @@ python -m search.train --model lstm [--dataset imdb] [--epochs 5] [--set train.l
 """
 
 import argparse
+import dataclasses
 import json
 import time
 
@@ -74,6 +75,7 @@ def main(argv=None):
                     "epochs_run": len(result.history),
                     "best_epoch": result.best_epoch,
                     "epoch_seconds": [h.seconds for h in result.history],
+                    "history": [dataclasses.asdict(h) for h in result.history],
                     "params": params,
                     "trainable_params": trainable,
                     "overfitting": last.overfitting,

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from conftest import run_cli
 from sweep_checks import (
     check_plots_and_html,
@@ -144,6 +145,28 @@ def test_predict_serves_exactly_what_the_retrain_recorded(finished_sweep, tmp_pa
         capsys,
     )
     assert code == 2 and "the ensemble averages every seed" in err
+
+
+def test_best_config_reproduces_the_pick(finished_sweep):
+    """--config best_config.yaml trains the pick: its searched data length included, the same validation
+    losses epoch by epoch as the retrain of the same seed."""
+    folder = finished_sweep.run.model("lstm")
+    s = folder.read_summary()
+    config = yaml.safe_load((folder.root / "best_config.yaml").read_text())
+    assert config["data"]["max_len"] == s.best_params["data.max_len"]
+    for key, value in s.best_params.items():  # every searched knob, as picked
+        section, _, name = key.partition(".")
+        assert config[section][name] == value, key
+    best = str(folder.root / "best_config.yaml")
+    cmd = [sys.executable, "-m", "search.train", "--model", "lstm", "--config", best]
+    code, out, err = run(cmd + ["--set", "train.threads=1", "--json"])  # the retrain ran on --cpus 1
+    assert code == 0, err[-2000:]
+    trained = json.loads(out.strip().splitlines()[-1])
+    retrained = next(r for r in s.retrain["seeds"] if r["seed"] == trained["config"]["train"]["seed"])
+    assert trained["config"]["data"]["max_len"] == s.best_params["data.max_len"]
+    np.testing.assert_allclose(
+        [h["val_loss"] for h in trained["history"]], [h["val_loss"] for h in retrained["history"]], atol=1e-5
+    )
 
 
 def test_a_finished_sweep_run_again_trains_nothing_and_other_settings_are_refused(finished_sweep, tmp_path):

@@ -33,6 +33,7 @@ SECTIONS = {
     "efficiency": ((), replay_sections.replayed_efficiency),
     "efficiency-real": ((), efficiency.search_efficiency),
     "defaults": ((), replay_sections.search_defaults),
+    "driver-memory": ((), replay_sections.driver_memory),
     "importance": ((), importance.importance_trials),
     "stability": ((), stability.search_stability),
 }

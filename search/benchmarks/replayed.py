@@ -86,6 +86,7 @@ def replay_sweep(
     experiment: str | None = None,
     pause_s: float = 0.0,
     checkpoints: bool = True,
+    on_trial=None,
 ) -> Replayed:
     """Replay one sweep with these search settings; budget_s: simulated CPU seconds for the whole search.
     experiment: where Ray keeps it (default: a temporary folder, removed after)."""
@@ -100,7 +101,7 @@ def replay_sweep(
         where = experiment or str(Path(tmp) / "replay")
         gate = clock.gate if budget_s is not None else None
         outcome = run_search(
-            settings, run, where, "replay", gate=gate, callbacks=[clock.callback()], show=False
+            settings, run, where, "replay", on_trial, gate=gate, callbacks=[clock.callback()], show=False
         )
     order = {end["trial_id"]: i for i, end in enumerate(clock.ended)}
     records = sorted(outcome.records, key=lambda r: order.get(r.trial_id, len(order)))
