@@ -78,7 +78,8 @@ def test_quick_replayed_sections_run_through_the_real_search(tmp_path):
     """The curve-bank sections on the tiny shipped bank: every cell of the replayed efficiency, the trust
     figures and the defaults table, through Ray Tune, Optuna and ASHA; the logs are written as sweeps end."""
     proc = subprocess.run(
-        [sys.executable, "-m", "search.bench", "--quick", "--only", "bank,trust,efficiency,defaults,driver-memory"]
+        [sys.executable, "-m", "search.bench", "--quick"]
+        + ["--only", "bank,trust,efficiency,defaults,driver-memory"]
         + ["--work", str(tmp_path)],
         capture_output=True,
         text=True,

@@ -55,10 +55,10 @@ def curve_bank(ctx: Context) -> str:
         )
     return table(
         "Curve bank",
-        "Configurations drawn from each task's shipped space by a scrambled Sobol sequence (log scale where the "
-        "space is log), trained to the task's maximum epochs without early stopping, one thread each; every "
-        "fifth configuration on a second training seed. Recorded with `python -m search.bank record TASK "
-        "--configs 300`; the banks are `search/benchmarks/banks/*.jsonl.gz`.",
+        "Configurations drawn from each task's shipped space by a scrambled Sobol sequence (log scale "
+        "where the space is log), trained to the task's maximum epochs without early stopping, one thread "
+        "each; every fifth configuration on a second training seed. Recorded with `python -m search.bank "
+        "record TASK --configs 300`; the banks are `search/benchmarks/banks/*.jsonl.gz`.",
         ["task", "configurations", "on two seeds", "runs", "CPU hours", "recorded"],
         rows,
     )
@@ -84,10 +84,11 @@ def replay_trust(ctx: Context) -> str:
     part = table(
         "Replay: how far it can be trusted",
         "20% of the configurations held out: each replayed from its nearest recorded neighbour among the "
-        "other 80% (1-NN on the knobs scaled to [0, 1]), against what was recorded for it. Quality: the best "
-        "validation accuracy a trial reports (at its lowest validation loss, with the loop's early stopping). "
-        "Noise ceiling: the same configuration on two training seeds; seed sd: one seed's standard deviation, "
-        "in points. Top 10%: the share of the held-out top tenth that the replay also ranks there.",
+        "other 80% (1-NN on the knobs scaled to [0, 1]), against what was recorded for it. Quality: the "
+        "best validation accuracy a trial reports (at its lowest validation loss, with the loop's early "
+        "stopping). Noise ceiling: the same configuration on two training seeds; seed sd: one seed's "
+        "standard deviation, in points. Top 10%: the share of the held-out top tenth that the replay also "
+        "ranks there.",
         [
             "task",
             "held out",
@@ -103,10 +104,10 @@ def replay_trust(ctx: Context) -> str:
         + "\n"
         + table(
             "Replay: ASHA's premise",
-            "Rank correlation, over the configurations (first seed, full curves), between an epoch's validation "
-            "accuracy and the last epoch's, and between an epoch's validation loss (what ASHA compares at a "
-            "rung) and the lowest of the whole curve (what the search minimises): stopping on early ranks helps "
-            "only where they predict late ones.",
+            "Rank correlation, over the configurations (first seed, full curves), between an epoch's "
+            "validation accuracy and the last epoch's, and between an epoch's validation loss (what ASHA "
+            "compares at a rung) and the lowest of the whole curve (what the search minimises): stopping "
+            "on early ranks helps only where they predict late ones.",
             ["task", "epoch", "val acc vs last", "val loss vs lowest"],
             rungs,
         )
@@ -130,13 +131,14 @@ def replayed_efficiency(ctx: Context) -> str:
         parts.append(
             table(
                 f"Search efficiency (replayed): {bank.meta['title']}",
-                f"{trials} trials a sweep, paired search seeds per cell, replayed on the `{bank.meta['task']}` bank "
-                "through Ray Tune, Optuna and ASHA on a simulated clock (the recorded CPU seconds). Target: "
-                f"random + FIFO's median final best val acc ({100 * info.get('target', 0):.1f}%); T: its median "
-                f"sweep time ({info.get('horizon', 0):.0f} simulated CPU s). ERT: expected running time to the "
-                "target (all time spent over the runs that reached it), its ratio with a paired bootstrap 95% "
-                "interval. Regret: (bank's best - best so far) / (bank's best - bank's median), IQM with 95% "
-                f"intervals. Ties count half. Sweeps: `{log.name}`. {verdict}",
+                f"{trials} trials a sweep, paired search seeds per cell, replayed on the "
+                f"`{bank.meta['task']}` bank through Ray Tune, Optuna and ASHA on a simulated clock (the "
+                "recorded CPU seconds). Target: random + FIFO's median final best val acc "
+                f"({100 * info.get('target', 0):.1f}%); T: its median sweep time "
+                f"({info.get('horizon', 0):.0f} simulated CPU s). ERT: expected running time to the target "
+                "(all time spent over the runs that reached it), its ratio with a paired bootstrap 95% "
+                "interval. Regret: (bank's best - best so far) / (bank's best - bank's median), IQM with "
+                f"95% intervals. Ties count half. Sweeps: `{log.name}`. {verdict}",
                 headers,
                 cells,
             )
@@ -163,11 +165,11 @@ def search_defaults(ctx: Context) -> str:
         parts.append(
             table(
                 f"Defaults: {bank.meta['title']}",
-                "TPE + ASHA replayed on the bank, the shipped settings (20 trials, 10 start-up trials, grace "
-                f"{'2' if bank.meta['model'] != 'rnn' else '4'}, reduction 3) and one change at a time; "
-                "search seeds per row as given. A pick's quality is its configuration's recorded one (the mean "
-                "over its recorded seeds). Near best: the pick within 1 point of the bank's best configuration; "
-                "agree: two search seeds' picks within 1 point of each other (all pairs). "
+                "TPE + ASHA replayed on the bank, the shipped settings (20 trials, 10 start-up trials, "
+                f"grace {'2' if bank.meta['model'] != 'rnn' else '4'}, reduction 3) and one change at a "
+                "time; search seeds per row as given. A pick's quality is its configuration's recorded one "
+                "(the mean over its recorded seeds). Near best: the pick within 1 point of the bank's best "
+                "configuration; agree: two search seeds' picks within 1 point of each other (all pairs). "
                 f"Sweeps: `{log.name}`.",
                 ["setting", "seeds", "near best", "median gap (points)", "agree", "median sim s"],
                 proof.default_rows(bank, rows),
@@ -202,10 +204,10 @@ def driver_memory(ctx: Context) -> str:
     per_trial = 1024 * growth / max(1, max(seen) - min(seen))
     return table(
         "Replay: driver memory over a long sweep",
-        f"One replayed TPE + ASHA sweep of {trials} trials on the `{bank.meta['task']}` bank, with checkpoints "
-        f"as a real sweep keeps them; the driver's resident memory (psutil) as trials end. Growth from the "
-        f"first trial to the last: {growth:.0f} MB ({per_trial:.0f} KB a trial; goal: at most 100 MB over 500 "
-        f"trials); simulated time {out.clock.now:.0f} CPU s.",
+        f"One replayed TPE + ASHA sweep of {trials} trials on the `{bank.meta['task']}` bank, with "
+        "checkpoints as a real sweep keeps them; the driver's resident memory (psutil) as trials end. "
+        f"Growth from the first trial to the last: {growth:.0f} MB ({per_trial:.0f} KB a trial; goal: at "
+        f"most 100 MB over 500 trials); simulated time {out.clock.now:.0f} CPU s.",
         ["trials ended", "driver RSS MB", "since the first"],
         rows,
     )

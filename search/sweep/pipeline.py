@@ -204,9 +204,8 @@ def _retrain(
         default = _retrain_default(settings, records, best, tuned, kept, data, folder, cpus, options)
     # Every section that shapes a trial, the data's included (a searched data.max_len): a rerun with
     # --config best_config.yaml trains the pick, not the pick at the default length.
-    best_config = yaml.safe_dump(
-        {k: v for k, v in tuned_settings.as_dict().items() if k in ("data", "model", "train")}, sort_keys=False
-    )
+    shaping = {k: v for k, v in tuned_settings.as_dict().items() if k in ("data", "model", "train")}
+    best_config = yaml.safe_dump(shaping, sort_keys=False)
     folder.write_results(best_config, data.report, tuned["seeds"])
     return tuned, default, report
 
