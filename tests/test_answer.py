@@ -257,3 +257,23 @@ def test_a_sweet_spot_at_a_bound_is_flagged_edge_and_a_wide_one_broad():
     assert by_knob["train.lr"]["sweet_spot"][1] == pytest.approx(1e-2)
     # dropout does nothing: the best five trials spread over most of its range
     assert by_knob["model.dropout"]["broad"] and not by_knob["model.dropout"]["edge"]
+
+
+def test_inside_its_noise_stays_quiet_under_the_null_and_speaks_beyond_it():
+    """The "inside its own noise" flag has a null: configurations that differ only by training seed (normal
+    noise of the retrains' sd) are called inside about 95% of the time; trials that really differ are not."""
+    from search.analysis.knobs import inside_noise
+    from search.analysis.tables import _noise_notes
+
+    rng = np.random.default_rng(0)
+    sd = 0.01
+    beyond = [
+        not inside_noise(list(0.5 + sd * rng.standard_normal(20)), (sd, 4))["inside"] for _ in range(400)
+    ]
+    assert 0.02 <= np.mean(beyond) <= 0.08  # 5% expected
+    spread = list(0.5 + np.linspace(0, 0.1, 20) + 0.002 * rng.standard_normal(20))
+    found = inside_noise(spread, (0.002, 4))
+    assert not found["inside"] and found["lead"] > found["null_lead"]
+    assert "beyond its noise" in _noise_notes("lstm", found)[0]
+    assert "inside its own noise" in _noise_notes("lstm", inside_noise([0.5, 0.501, 0.5005], (0.01, 2)))[0]
+    assert inside_noise([0.5, 0.6], (0.01, 2)) is None and inside_noise([0.5, 0.6, 0.7], None) is None

@@ -156,6 +156,34 @@ def fit_gap(retrain: dict) -> dict:
     return {"train_acc": train, "val_acc": val, "gap": train - val, "flags": raised}
 
 
+def seed_spread(summary) -> tuple[float, int] | None:
+    """(the pooled standard deviation of best val loss across training seeds, its degrees of freedom) over
+    the retrained configurations (the pick, and the default where it was retrained on the same seeds)."""
+    default = summary.default
+    retrained_apart = default and "seeds" in default and default != summary.retrain  # else the pick's own
+    groups = [summary.retrain] + ([default] if retrained_apart else [])
+    losses = [[r["best_val_loss"] for r in g["seeds"] if r.get("best_val_loss") is not None] for g in groups]
+    losses = [g for g in losses if len(g) > 1]
+    df = sum(len(g) - 1 for g in losses)
+    if not df:
+        return None
+    return math.sqrt(sum(float(np.var(g, ddof=1)) * (len(g) - 1) for g in losses) / df), df
+
+
+def inside_noise(losses: list[float], spread: tuple[float, int] | None, level: float = 95) -> dict | None:
+    """Whether the trials' spread is what training seeds alone would make: the best trial's lead over the
+    median trial against the same lead among len(losses) configurations that differ only by a seed (normal
+    noise of the retrains' sd), at its `level` percentile. A null under which the flag stays quiet 95% of
+    the time: "inside" is said only where the lead is no larger than pure noise gives."""
+    if spread is None or len(losses) < 3:
+        return None
+    sd, df = spread
+    draws = np.random.default_rng(0).standard_normal((4000, len(losses)))
+    null = float(np.percentile(np.median(draws, axis=1) - draws.min(axis=1), level)) * sd
+    lead = float(np.median(losses) - np.min(losses))
+    return {"lead": lead, "seed_sd": sd, "df": df, "null_lead": null, "inside": lead <= null}
+
+
 def analyse(study: optuna.Study | None, summary) -> dict:
     """Everything the report shows for one model, as plain data (it goes into leaderboard.json too)."""
     out = {"fit_gap": fit_gap(summary.retrain)}
@@ -167,5 +195,6 @@ def analyse(study: optuna.Study | None, summary) -> dict:
             "top_trials": len(top_trials(study)),
             "knobs": rows,
             "importance": importance,
+            "noise": inside_noise([t.user_attrs["best_val_loss"] for t in scored], seed_spread(summary)),
         }
     return out

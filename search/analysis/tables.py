@@ -186,7 +186,26 @@ def analysis_lines(model: str, analysis: dict) -> tuple[str, list[str]]:
         notes.append(
             f"{model}: broad: the best trials cover most of the searched range: the knob hardly matters"
         )
-    return title, notes + _gap_notes(model, analysis)
+    return title, notes + _noise_notes(model, analysis.get("noise")) + _gap_notes(model, analysis)
+
+
+def _noise_notes(model: str, noise: dict | None) -> list[str]:
+    if not noise:
+        return []
+    said = (
+        f"the best trial leads the median one by {noise['lead']:.4f} in val loss, within what training seeds "
+        f"alone give that many configurations ({noise['null_lead']:.4f} at the 95th percentile, seed sd "
+        f"{noise['seed_sd']:.4f} from the retrains)"
+    )
+    if noise["inside"]:
+        return [
+            f"{model}: inside its own noise: {said}; more trials will not tell these configurations apart, "
+            "more data or seeds a trial may (docs/search.md)"
+        ]
+    return [
+        f"{model}: beyond its noise: the best trial leads the median one by {noise['lead']:.4f} in val "
+        f"loss, more than training seeds alone give ({noise['null_lead']:.4f})"
+    ]
 
 
 def _gap_notes(model: str, analysis: dict) -> list[str]:
