@@ -10,8 +10,9 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from search.analysis import ensemble as ensembles
-from search.analysis.importance import MIN_TRIALS, knob_importance
+from search.analysis.importance import DETECT, MIN_TRIALS, REFITS, knob_importance
 from search.analysis.knobs import knob_rows
+from search.analysis.tables import knob_table
 from search.analysis.leaderboard import build, save_ensemble_bundle
 from search.analysis.rows import Row, compare
 from search.analysis.stats import holm, metric_intervals, paired
@@ -204,9 +205,13 @@ def test_the_dummy_sets_the_bar_where_one_knob_alone_sets_the_loss():
     knobs = list(study.trials[0].params)
     found = knob_importance(trials, knobs)
     assert found["knobs"]["model.dropout"]["effect"] == "detected"
-    assert found["knobs"]["model.dropout"]["importance_low"] > found["dummy"]["high"]
+    assert found["knobs"]["model.dropout"]["beats_dummy"] >= DETECT and found["refits"] == REFITS >= 200
     others = [k for k in knobs if k != "model.dropout"]
     assert all(found["knobs"][k]["effect"] == "no detectable effect" for k in others)
+    assert all(found["knobs"][k]["beats_dummy"] < DETECT for k in others)
+    # shares among the real knobs: they add up to 1, the dummies left out
+    assert sum(v["importance"] for v in found["knobs"].values()) == pytest.approx(1, abs=0.15)
+    assert found["dummy"]["median"] < found["knobs"]["model.dropout"]["importance_low"]
     assert all(
         0
         <= found["knobs"][k]["importance_low"]
@@ -250,13 +255,79 @@ def edge_study() -> optuna.Study:
     return study
 
 
-def test_a_sweet_spot_at_a_bound_is_flagged_edge_and_a_wide_one_broad():
+def test_a_sweet_spot_at_a_bound_is_flagged_edge_and_a_knob_without_effect_gets_no_flag():
     rows, _ = knob_rows(edge_study(), {"train.lr": 1e-2})
     by_knob = {r["knob"]: r for r in rows}
+    assert by_knob["train.lr"]["effect"] == "detected"
     assert by_knob["train.lr"]["edge"] and not by_knob["train.lr"]["broad"]
     assert by_knob["train.lr"]["sweet_spot"][1] == pytest.approx(1e-2)
-    # dropout does nothing: the best five trials spread over most of its range
-    assert by_knob["model.dropout"]["broad"] and not by_knob["model.dropout"]["edge"]
+    # dropout does nothing: no detected effect, so no sweet spot to flag, and the table says any value
+    assert by_knob["model.dropout"]["effect"] == "no detectable effect"
+    assert not by_knob["model.dropout"]["edge"] and not by_knob["model.dropout"]["broad"]
+    table = {r[0]: r for r in knob_table({"knobs": rows})}
+    assert table["model.dropout"][3] == "any, within noise" and "edge: widen" in table["train.lr"][5]
+
+
+def choice_study(signal: bool, n: int = 24, seed: int = 7) -> optuna.Study:
+    """hidden_dim (an ordered choice) sets the loss when signal: its top value is best; three other knobs
+    never matter. Without signal no knob matters: a null study with noise of a real sweep's size."""
+    rng = np.random.default_rng(seed)
+    dists = {
+        "model.hidden_dim": CategoricalDistribution([32, 64, 128]),
+        "model.pooling": CategoricalDistribution(["last", "mean", "max"]),
+        "model.dropout": FloatDistribution(0.0, 0.6),
+        "train.lr": FloatDistribution(3e-4, 1e-2, log=True),
+    }
+    trials = []
+    for _ in range(n):
+        params = {
+            k: (
+                float(
+                    np.exp(rng.uniform(np.log(d.low), np.log(d.high)))
+                    if d.log
+                    else rng.uniform(d.low, d.high)
+                )
+                if isinstance(d, FloatDistribution)
+                else d.choices[rng.integers(len(d.choices))]
+            )
+            for k, d in dists.items()
+        }
+        effect = {32: 0.04, 64: 0.02, 128: 0.0}[params["model.hidden_dim"]] if signal else 0.0
+        loss = 0.5 + effect + 0.004 * rng.standard_normal()
+        trials.append(
+            create_trial(
+                state=TrialState.COMPLETE,
+                value=loss,
+                params=params,
+                distributions=dists,
+                user_attrs={"best_val_loss": loss},
+            )
+        )
+    study = optuna.create_study()
+    study.add_trials(trials)
+    return study
+
+
+def test_a_choice_knob_that_matters_is_flagged_at_its_edge_and_a_null_study_flags_nothing():
+    rows, _ = knob_rows(choice_study(signal=True), {})
+    by_knob = {r["knob"]: r for r in rows}
+    assert by_knob["model.hidden_dim"]["effect"] == "detected" and by_knob["model.hidden_dim"]["edge"]
+    assert all(not r["edge"] and not r["broad"] for k, r in by_knob.items() if k != "model.hidden_dim")
+    null_rows, importance = knob_rows(choice_study(signal=False, seed=8), {})
+    assert importance["scored"] == 24 and importance.get("note") is None
+    assert all(r["effect"] == "no detectable effect" for r in null_rows)
+    assert all(not r["edge"] and not r["broad"] for r in null_rows)
+
+
+def test_ped_anova_needs_five_trials_in_its_top_quantile():
+    from search.analysis.importance import PED_TOP, ped_anova
+
+    study = synthetic_study(30)
+    trials = [(t.params, t.distributions, t.value) for t in study.trials]
+    knobs = list(study.trials[0].params)
+    assert ped_anova(trials[: 2 * PED_TOP - 1], knobs) is None
+    found = ped_anova(trials, knobs)
+    assert found and max(found, key=found.get) == "model.dropout"
 
 
 def test_inside_its_noise_stays_quiet_under_the_null_and_speaks_beyond_it():
@@ -277,3 +348,35 @@ def test_inside_its_noise_stays_quiet_under_the_null_and_speaks_beyond_it():
     assert "beyond its noise" in _noise_notes("lstm", found)[0]
     assert "inside its own noise" in _noise_notes("lstm", inside_noise([0.5, 0.501, 0.5005], (0.01, 2)))[0]
     assert inside_noise([0.5, 0.6], (0.01, 2)) is None and inside_noise([0.5, 0.6, 0.7], None) is None
+
+
+def test_every_refit_draws_fresh_dummies_on_the_same_trials_and_ped_anova_keeps_five_on_top(monkeypatch):
+    """The null is the distribution of irrelevant knobs, not one draw: each refit gets new dummy columns;
+    the trials are not resampled outside the forest (which bootstraps them itself); PED-ANOVA's top
+    quantile holds at least PED_TOP trials."""
+    from search.analysis import importance
+
+    seen = []
+    real_study = importance._study
+
+    def spy(trials, dummies=None):
+        seen.append((tuple(repr(t[0]) for t in trials), None if dummies is None else dummies.copy()))
+        return real_study(trials, dummies)
+
+    monkeypatch.setattr(importance, "_study", spy)
+    quantiles = []
+    real_ped = importance.PedAnovaImportanceEvaluator
+
+    def ped_spy(target_quantile):
+        quantiles.append(target_quantile)
+        return real_ped(target_quantile=target_quantile)
+
+    monkeypatch.setattr(importance, "PedAnovaImportanceEvaluator", ped_spy)
+    study = synthetic_study(MIN_TRIALS)
+    trials = [(t.params, t.distributions, t.value) for t in study.trials]
+    importance.refit_importance(trials, list(study.trials[0].params), refits=5)
+    fits = [s for s in seen if s[1] is not None]
+    assert len(fits) == 5 and all(f[0] == tuple(repr(t[0]) for t in trials) for f in fits)
+    assert all(not np.allclose(fits[0][1], f[1]) for f in fits[1:])
+    importance.ped_anova(trials, list(study.trials[0].params))
+    assert quantiles and quantiles[-1] * len(trials) >= importance.PED_TOP

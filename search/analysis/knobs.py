@@ -5,9 +5,9 @@ retrain of its best configuration:
   trials
   only, and leaving the stopped ones out would hide exactly the regions the search learned to avoid);
 - the sweet spot: for each searched knob, the range (or the choices) that the best quarter of those trials
-  occupies, flagged `edge` when it touches a searched bound (search further) and `broad` when it covers most
-  of
-  the searched range (the knob hardly matters);
+  occupies; only a knob with a detected effect is judged: `edge` when its best trials sit at a searched bound
+  (search further), `broad` when they cover most of the range. A knob without a detected effect has no sweet
+  spot: any searched value is as good, within the noise;
 - the train/validation gap of the retrained best configuration at its best epoch.
 """
 
@@ -18,12 +18,12 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from search.analysis.importance import MIN_TRIALS, knob_importance
+from search.analysis.importance import knob_importance
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # in-memory views would each log their creation
 
 TOP_SHARE = 0.25
-EDGE = 0.05  # a sweet spot within 5% of the range (log scale for log knobs) of a bound touches it
+EDGE = 0.1  # the best trials' median within 10% of the range (log scale for log knobs) of a bound: an edge
 BROAD = 0.75  # a sweet spot over 75% of the range, or over every choice, is broad
 RULES = {
     "overfitting": "train acc > 85% and more than 10 points above val acc at the last epoch",
@@ -88,20 +88,23 @@ def _numeric(values) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
-def flags(dist, spot: tuple) -> dict[str, bool]:
-    """{"edge": the sweet spot touches a searched bound (and is not broad), "broad": it covers most of the
-    range}."""
+def flags(dist, spot: tuple, top_values: list) -> dict[str, bool]:
+    """For a knob with a detected effect: {"edge": its best trials sit in the outer EDGE band of a numeric
+    range (their median; log scale for log knobs) or mostly at an extreme of an ordered choice, "broad": they
+    cover at least BROAD of the range, or every choice}. Search further past an edge."""
     if isinstance(dist, CategoricalDistribution):
         broad = set(spot) == set(dist.choices)
         ordered = sorted(dist.choices) if _numeric(dist.choices) else None
-        edge = bool(ordered) and not broad and (ordered[0] in spot or ordered[-1] in spot)
+        mode = max(spot, key=top_values.count) if spot else None
+        edge = bool(ordered) and not broad and mode in (ordered[0], ordered[-1])
         return {"edge": edge, "broad": broad}
     scale = np.log if getattr(dist, "log", False) else (lambda x: x)
     low, high = scale(dist.low), scale(dist.high)
     span = high - low
     a, b = (scale(v) for v in spot)
+    middle = float(np.median([scale(v) for v in top_values]))
     broad = (b - a) >= BROAD * span
-    edge = not broad and (a - low <= EDGE * span or high - b <= EDGE * span)
+    edge = not broad and (middle - low <= EDGE * span or high - middle <= EDGE * span)
     return {"edge": bool(edge), "broad": bool(broad)}
 
 
@@ -121,14 +124,19 @@ def knob_rows(study: optuna.Study, chosen: dict) -> tuple[list[dict], dict]:
             {
                 "knob": key,
                 **{
-                    k: weight.get(k) for k in ("importance", "importance_low", "importance_high", "ped_anova")
+                    k: weight.get(k)
+                    for k in ("importance", "importance_low", "importance_high", "beats_dummy", "ped_anova")
                 },
                 "effect": weight.get("effect"),
                 # choice: the values the best trials took; otherwise: (lowest, highest) of theirs
                 "choice": isinstance(dists[key], CategoricalDistribution),
                 "sweet_spot": spot,
-                # the best quarter of too few trials is a trial or two: no range to judge
-                **(flags(dists[key], spot) if len(scored) >= MIN_TRIALS else {"edge": False, "broad": False}),
+                # only a knob with a detected effect has a sweet spot to judge
+                **(
+                    flags(dists[key], spot, [t.params[key] for t in top_trials(study) if key in t.params])
+                    if weight.get("effect") == "detected"
+                    else {"edge": False, "broad": False}
+                ),
                 "chosen": chosen.get(key),
             }
         )

@@ -45,8 +45,9 @@ def history(study: optuna.Study, path: Path) -> Path | None:
 
 
 def importance(model: str, knob_rows: list[dict], dummy: dict | None, path: Path) -> Path | None:
-    """Each knob's importance (fANOVA's median over bootstrap refits) with its 80% interval, most important on
-    top, and the dummy knob's interval shaded: a knob whose bar reaches into it has no detectable effect."""
+    """Each knob's share of importance (fANOVA's median over refits with fresh dummies) with its 80% interval,
+    most important on top, and the best dummy's interval shaded (a knob is detected where it beats the dummy
+    in 90% of the refits)."""
     rows = [r for r in knob_rows if r["importance"] is not None]
     if not rows:
         return None
@@ -189,7 +190,12 @@ def sweep_plots(run: RunDir, summaries: list, baseline, studies: dict, analyses:
     for s in summaries:
         model, study = s.model, studies.get(s.model)
         if study is not None:
-            spots = {r["knob"]: tuple(r["sweet_spot"]) for r in analyses[model].get("knobs", [])}
+            # a sweet spot is shaded only for a knob with a detected effect
+            spots = {
+                r["knob"]: tuple(r["sweet_spot"])
+                for r in analyses[model].get("knobs", [])
+                if r.get("effect") == "detected"
+            }
             made += [
                 history(study, out_dir / f"{model}-history.png"),
                 importance(

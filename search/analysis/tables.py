@@ -2,7 +2,7 @@
 details, and per model a table of its knobs. search.report prints them in 120 columns; leaderboard.md and
 report.html get the detailed form (interval bounds and p-values)."""
 
-from search.analysis.importance import RESAMPLES
+from search.analysis.importance import DETECT
 from search.analysis.knobs import RULES
 
 MAIN_HEADERS = [
@@ -139,13 +139,18 @@ def knob_table(analysis: dict) -> list[list]:
     rows = []
     for k in analysis.get("knobs", []):
         spot = k["sweet_spot"]
-        if k["choice"]:
+        if k.get("effect") != "detected":  # no range where the knob is not shown to matter
+            spot_text = "any (too few trials)" if k.get("effect") is None else "any, within noise"
+        elif k["choice"]:
             spot_text = ", ".join(map(_short, spot))
         else:
             spot_text = f"{_short(spot[0])} – {_short(spot[1])}" if spot[0] != spot[1] else _short(spot[0])
         weight = k.get("importance")
         importance = (
-            "-" if weight is None else f"{weight:.2f} [{k['importance_low']:.2f}, {k['importance_high']:.2f}]"
+            "-"
+            if weight is None
+            else f"{weight:.2f} [{k['importance_low']:.2f}, {k['importance_high']:.2f}] "
+            f"beats dummy {k['beats_dummy']:.0%}"
         )
         ped = "-" if k.get("ped_anova") is None else f"{k['ped_anova']:.2f}"
         raised = ["no effect"] if k.get("effect") == "no detectable effect" else []
@@ -172,19 +177,23 @@ def analysis_lines(model: str, analysis: dict) -> tuple[str, list[str]]:
     elif found.get("dummy"):
         d = found["dummy"]
         notes.append(
-            f"{model}: importance: fANOVA's median over {RESAMPLES} bootstrap refits, with its 80% "
-            f"interval; a knob "
-            f"whose interval reaches the dummy's (random values: {d['median']:.2f} [{d['low']:.2f}, "
-            f"{d['high']:.2f}]) "
-            "has no detectable effect"
+            f"{model}: importance: each knob's share among the knobs, fANOVA's median over {found['refits']} "
+            f"refits with fresh random dummy knobs, 80% interval; detected where it beats the best dummy "
+            f"(share {d['median']:.2f} [{d['low']:.2f}, {d['high']:.2f}]) in at least {DETECT:.0%} of the "
+            "refits; a knob without a detected effect has no sweet spot: any searched value is as good, "
+            "within noise"
         )
+    if found.get("ped_anova_note"):
+        notes.append(f"{model}: {found['ped_anova_note']}")
     if any(k.get("edge") for k in analysis["knobs"]):
         notes.append(
-            f"{model}: edge: the best trials sit at a searched bound: widen that range and search again"
+            f"{model}: edge: a knob with a detected effect has its best trials at a searched bound: widen "
+            "that range and search again"
         )
     if any(k.get("broad") for k in analysis["knobs"]):
         notes.append(
-            f"{model}: broad: the best trials cover most of the searched range: the knob hardly matters"
+            f"{model}: broad: a knob with a detected effect has its best trials over most of the searched "
+            "range: its good values are many"
         )
     return title, notes + _noise_notes(model, analysis.get("noise")) + _gap_notes(model, analysis)
 
@@ -198,14 +207,16 @@ def _noise_notes(model: str, noise: dict | None) -> list[str]:
         f"{noise['seed_sd']:.4f} from the retrains)"
     )
     if noise["inside"]:
-        return [
+        line = (
             f"{model}: inside its own noise: {said}; more trials will not tell these configurations apart, "
             "more data or seeds a trial may (docs/search.md)"
-        ]
-    return [
-        f"{model}: beyond its noise: the best trial leads the median one by {noise['lead']:.4f} in val "
-        f"loss, more than training seeds alone give ({noise['null_lead']:.4f})"
-    ]
+        )
+    else:
+        line = (
+            f"{model}: beyond its noise: the best trial leads the median one by {noise['lead']:.4f} in val "
+            f"loss, more than training seeds alone give ({noise['null_lead']:.4f})"
+        )
+    return [line]
 
 
 def _gap_notes(model: str, analysis: dict) -> list[str]:

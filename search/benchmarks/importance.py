@@ -1,13 +1,20 @@
-"""How many trials before importance means anything: the bootstrap fANOVA of search/analysis/importance.py on
-synthetic studies shaped like the LSTM's space (11 knobs: floats, log-scaled floats, choices), where one knob
-alone sets the loss and the rest is noise of the size that seeds give a validation loss. For each number of
-scored trials: how often the knob that matters is detected, and how often a knob that does not is called
-detected. MIN_TRIALS is the smallest number at which the first is at least 80% and the second at most 10%."""
+"""How many trials before importance means anything, and how often it speaks under a null: the report's
+importance (search/analysis/importance.py: fANOVA refitted with fresh dummies) and sweet-spot flags
+(search/analysis/knobs.py) on synthetic studies shaped like the LSTM's space (11 knobs: floats, log-scaled
+floats, choices), with the noise of real training: the seed-to-seed spread of a configuration's best
+validation loss, measured on the rt-lstm curve bank. Null studies: no knob matters. Signal studies: one knob
+alone sets the loss. For each number of scored trials: how often the knob that matters is detected, and how
+often a knob that does not is called detected or flagged. MIN_TRIALS is the smallest number at which the first
+is at least 80% and the second at most 5%."""
+
+import time
 
 import numpy as np
+import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState, create_trial
 
-from search.analysis.importance import DUMMY, MIN_TRIALS, bootstrap_importance
+from search.analysis.importance import DETECT, MIN_TRIALS, REFITS
 from search.benchmarks.common import Context, table
 
 SPACE = {
@@ -24,7 +31,19 @@ SPACE = {
     "train.batch_size": CategoricalDistribution([16, 32, 64]),
 }
 SIGNAL = "model.dropout"
-NOISE = 0.005  # the spread of one configuration's best val loss over training seeds (RT-2k LSTM: 0.004-0.008)
+RISE = 0.04  # the signal: the loss rises this much from dropout's best (0.2) to the far end of its range
+
+
+def bank_noise() -> float:
+    """One seed's standard deviation of a configuration's best validation loss, from the rt-lstm bank's
+    configurations recorded on two seeds."""
+    from search.benchmarks.bank import BANKS
+    from search.sweep.replay import load_bank
+
+    bank = load_bank(BANKS / "rt-lstm.jsonl.gz")
+    pairs = [sorted(r, key=lambda x: x.seed)[:2] for r in bank.configs().values() if len(r) > 1]
+    diffs = [min(a.column("val_loss")) - min(b.column("val_loss")) for a, b in pairs]
+    return float(np.std(diffs, ddof=1) / np.sqrt(2))
 
 
 def sample(rng, dist):
@@ -35,49 +54,85 @@ def sample(rng, dist):
     return float(rng.uniform(dist.low, dist.high))
 
 
-def synthetic(n: int, seed: int) -> list:
-    """n trials of (params, distributions, value): the loss rises 0.04 from dropout's best (0.2) to its
-    worst."""
+def synthetic(n: int, seed: int, noise: float, signal: bool = True) -> list:
+    """n trials of (params, distributions, value): with signal, the loss rises RISE from dropout's best
+    (0.2) to its worst; without, no knob matters."""
     rng = np.random.default_rng(seed)
     trials = []
     for _ in range(n):
         params = {k: sample(rng, d) for k, d in SPACE.items()}
-        loss = 0.5 + 0.25 * (params[SIGNAL] - 0.2) ** 2 + NOISE * rng.standard_normal()
+        rise = RISE * ((params[SIGNAL] - 0.2) / 0.4) ** 2 if signal else 0.0
+        loss = 0.5 + rise + noise * rng.standard_normal()
         trials.append((params, dict(SPACE), float(loss)))
     return trials
 
 
-def effects(trials: list) -> dict[str, str]:
-    """{knob: "detected" | "no detectable effect"} by the report's method, without its minimum (measured
-    here)."""
-    found = bootstrap_importance(trials, list(SPACE))
-    dummy = found.pop(DUMMY)
-    return {k: "detected" if v["low"] > dummy["high"] else "no detectable effect" for k, v in found.items()}
+def judged(trials: list) -> dict[str, dict]:
+    """{knob: the report's row (effect, edge, broad)} for these trials, as the report judges them."""
+    from search.analysis.knobs import knob_rows
+
+    study = optuna.create_study()
+    study.add_trials(
+        [
+            create_trial(
+                state=TrialState.COMPLETE, value=v, params=p, distributions=d, user_attrs={"best_val_loss": v}
+            )
+            for p, d, v in trials
+        ]
+    )
+    rows, _ = knob_rows(study, trials[0][0])
+    return {r["knob"]: r for r in rows}
 
 
-def detection(sizes: tuple, repeats: int) -> list[list]:
+def rates(sizes: tuple, repeats: int, noise: float) -> list[list]:
     rows = []
+    others = len(SPACE) - 1
     for n in sizes:
-        hits, false = 0, 0
+        hits = false = flagged = null_false = null_flagged = 0
         for r in range(repeats):
-            found = effects(synthetic(n, 1000 * n + r))
-            hits += found[SIGNAL] == "detected"
-            false += sum(e == "detected" for k, e in found.items() if k != SIGNAL)
-        rows.append([n, repeats, f"{hits / repeats:.0%}", f"{false / (repeats * (len(SPACE) - 1)):.1%}"])
+            found = judged(synthetic(n, 1000 * n + r, noise))
+            hits += found[SIGNAL]["effect"] == "detected"
+            false += sum(v["effect"] == "detected" for k, v in found.items() if k != SIGNAL)
+            flagged += sum(v["edge"] or v["broad"] for k, v in found.items() if k != SIGNAL)
+            null = judged(synthetic(n, 1000 * n + r + 500, noise, signal=False))
+            null_false += sum(v["effect"] == "detected" for v in null.values())
+            null_flagged += sum(v["edge"] or v["broad"] for v in null.values())
+        rows.append(
+            [
+                n,
+                repeats,
+                f"{hits / repeats:.0%}",
+                f"{false / (repeats * others):.1%}",
+                f"{null_false / (repeats * len(SPACE)):.1%}",
+                f"{null_flagged / (repeats * len(SPACE)):.1%}",
+                f"{flagged / (repeats * others):.1%}",
+            ]
+        )
     return rows
 
 
 def importance_trials(ctx: Context) -> str:
-    sizes, repeats = ((5, 10), 2) if ctx.plan.quick else ((5, 8, 10, 12, 15, 20), 10)
+    sizes, repeats = ((20,), 1) if ctx.plan.quick else ((20, 40, 60), 10)
+    noise = bank_noise()
+    started = time.process_time()
+    found = rates(sizes, repeats, noise)
+    cost = (time.process_time() - started) / (2 * repeats * len(sizes))
     return table(
-        "9. Importance: how many trials",
-        f"Synthetic studies of the LSTM's 11 knobs where only {SIGNAL} sets the loss (a rise of 0.04 over "
-        f"its "
-        f"range, noise {NOISE} sd); importance over {repeats} studies per size: how often that knob is "
-        f"detected "
-        "(its 80% interval above the dummy's), and how often another knob is. The report shows importance "
-        "from "
-        f"{MIN_TRIALS} scored trials on.",
-        ["scored trials", "studies", "the knob that matters detected", "a knob that does not, detected"],
-        detection(sizes, repeats),
+        "Importance: how many trials, and null studies",
+        f"Synthetic studies of the LSTM's 11 knobs, {repeats} per size and kind, with the noise of real "
+        f"training ({noise:.4f}: one seed's sd of a configuration's best val loss on the rt-lstm bank). "
+        f"Signal studies: only {SIGNAL} sets the loss (a rise of {RISE} over its range); null studies: no knob "
+        f"does. Judged as the report judges ({REFITS} fANOVA refits with fresh dummies, detected where a knob "
+        f"beats the best dummy in {DETECT:.0%} of them; flags only for detected knobs), "
+        f"{cost:.0f} CPU s a study on average. The report shows importance from {MIN_TRIALS} scored trials on.",
+        [
+            "scored trials",
+            "studies",
+            "the knob that matters detected",
+            "another knob detected",
+            "null: a knob detected",
+            "null: a knob flagged",
+            "signal: another knob flagged",
+        ],
+        found,
     )
