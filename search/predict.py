@@ -5,9 +5,10 @@
         --ensemble --output predictions.csv
 
 Texts are processed exactly as the training data was (runs/<name>/<model>/model/meta.json says how).
-The model defaults to the validation winner (the ensemble of the sweep's models when it won on validation);
-its weights default to the retrain seed with the lowest validation loss; --ensemble averages every seed's
-probabilities. --model ensemble serves the ensemble (every seed of each member).
+The model defaults to the validation winner (the ensemble of the sweep's models when it won on validation),
+as the leaderboard recorded it. A model serves the average of every retrain seed's probabilities: the one
+predictor its leaderboard row scored; --seed N serves one seed's weights instead (--ensemble, the average,
+is the default and kept for older scripts). --model ensemble serves the ensemble (every seed of each member).
 """
 
 import argparse
@@ -40,7 +41,9 @@ def parse_args(argv):
     source.add_argument("--text", action="append", help="a text to classify (repeatable)")
     source.add_argument("--input", help="a .csv, .jsonl or .parquet file of texts")
     parser.add_argument("--text-column", default="text", help="the text column of --input (default: text)")
-    parser.add_argument("--ensemble", action="store_true", help="average the probabilities of every seed")
+    parser.add_argument(
+        "--ensemble", action="store_true", help="average the probabilities of every seed (the default)"
+    )
     parser.add_argument("--seed", type=int, help="use this retrain seed's weights")
     parser.add_argument(
         "--output", help="write .csv, .jsonl or .parquet here instead of JSON lines to stdout"
@@ -149,7 +152,7 @@ def main(argv=None):
     elif args.seed is not None and args.seed not in seeds:
         raise UserError(f"--seed {args.seed}: this model was retrained on seeds {seeds}")
     else:
-        chosen = seeds if args.ensemble else [args.seed if args.seed is not None else bundle.best_seed()]
+        chosen = [args.seed] if args.seed is not None else seeds  # every seed: what the row scored
     frame = predictions(bundle, texts, chosen)
     write(frame, args.output)
 

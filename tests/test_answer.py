@@ -380,3 +380,43 @@ def test_every_refit_draws_fresh_dummies_on_the_same_trials_and_ped_anova_keeps_
     assert all(not np.allclose(fits[0][1], f[1]) for f in fits[1:])
     importance.ped_anova(trials, list(study.trials[0].params))
     assert quantiles and quantiles[-1] * len(trials) >= importance.PED_TOP
+
+
+def test_holm_feeds_the_verdicts_and_a_row_can_be_above(tmp_path):
+    """Three rows against the best: one is clearly better on test (above), two differ from it by an amount
+    whose raw p-value is under 0.05 but whose Holm-adjusted one is not: the verdict follows the adjusted."""
+    labels = labels_of(N, 30)
+    rng = np.random.default_rng(31)
+    best = rng.random(N) < 0.75
+    better = best | (rng.random(N) < 0.5)  # right wherever best is, and on half of the rest
+    rows = [row("best", labels, best, 0.9), row("better", labels, better, 0.8)]
+    for k in range(2):  # 6 texts wrong that the best got right, none the other way: McNemar p = 2/64
+        right = best.copy()
+        right[np.flatnonzero(best)[6 * k : 6 * k + 6]] = False
+        rows.append(row(f"near{k}", labels, right, 0.7))
+    compare(RunDir(tmp_path), rows, {"val": labels[:10], "test": labels}, 2)
+    assert rows[1].stats["vs_best"]["verdict"] == "above" and rows[1].stats["vs_best"]["diff"] > 0
+    near = [r.stats["vs_best"] for r in rows[2:]]
+    assert all(n["p_raw"] == pytest.approx(2 / 64) for n in near)  # raw, both would be below
+    assert all(n["p_value"] == pytest.approx(2 * 2 / 64) for n in near)  # Holm: the 2nd and 3rd of three
+    assert all(n["p_value"] >= 0.05 and n["verdict"] == "tied" for n in near)
+
+
+def test_intervals_have_their_level_and_macro_f1_counts_only_classes_present():
+    """The accuracy interval's width matches the normal approximation's within 10%; a 3-class macro F1 and
+    its interval agree with scikit-learn's, which leaves out a class absent from labels and predictions."""
+    from sklearn.metrics import f1_score
+
+    from search.analysis.stats import f1_scores
+
+    labels = labels_of(2000, 40)
+    preds = np.where(np.random.default_rng(41).random(2000) < 0.8, labels, 1 - labels)
+    low, high = metric_intervals(preds[None], labels, 2)["accuracy"]
+    p = (preds == labels).mean()
+    normal = 2 * 1.96 * np.sqrt(p * (1 - p) / len(labels))
+    assert abs((high - low) - normal) <= 0.1 * normal
+    three = np.random.default_rng(42).integers(0, 2, 300)  # class 2 in neither labels nor predictions
+    guess = np.where(np.random.default_rng(43).random(300) < 0.7, three, 1 - three)
+    assert f1_scores(guess, three, 3) == pytest.approx(f1_score(three, guess, average="macro"))
+    f1_low, f1_high = metric_intervals(guess[None], three, 3)["f1"]
+    assert f1_low <= f1_score(three, guess, average="macro") <= f1_high

@@ -9,10 +9,10 @@ from search.analysis.tables import (
     DETAIL_HEADERS,
     DETAIL_NOTE,
     KNOB_HEADERS,
-    MAIN_HEADERS,
     analysis_lines,
     detail_rows,
     knob_table,
+    main_headers,
     main_rows,
 )
 from search.store import files
@@ -39,9 +39,9 @@ def write_html(board, images: list[Path]) -> Path:
 
     body = [
         f"<h1>sweetspot: {html.escape(run.name)} ({html.escape(board.dataset)})</h1>",
-        "<h2>Leaderboard (test set: the mean over retrain seeds, 95% bootstrap intervals over the "
+        "<h2>Leaderboard (test set: each row's seed-averaged predictions, 95% bootstrap intervals over the "
         "texts)</h2>",
-        _table(main_rows(board.rows, detailed=True), MAIN_HEADERS),
+        _table(main_rows(board.rows, detailed=True), main_headers(True)),
         *(f"<p>{html.escape(note)}</p>" for note in board.notes),
         f"<p>search.predict serves {html.escape(str(board.served))} by default (the validation winner)</p>",
         _table(detail_rows(board.summaries, board.analyses, board.baseline), DETAIL_HEADERS),

@@ -14,11 +14,12 @@ from search.analysis.tables import (
     DETAIL_HEADERS,
     DETAIL_NOTE,
     KNOB_HEADERS,
-    MAIN_HEADERS,
     analysis_lines,
     detail_rows,
     knob_table,
+    main_headers,
     main_rows,
+    seeds_text,
 )
 from search.engine import metrics
 from search.store import study
@@ -71,12 +72,21 @@ def notes(board: Board, labels: dict) -> list[str]:
     out = []
     if board.best is not None:
         out.append(
-            f"verdicts: each row's seed-averaged predictions on the same {len(labels['test'])} test texts "
-            f"against "
-            f"the validation-best row ({board.best.name}) and the TF-IDF row: McNemar's exact test, "
-            f"Holm-corrected "
-            "at 0.05 (tied unless the difference is real), with the paired bootstrap 95% interval of the "
-            "difference"
+            f"each row is one predictor, its seed-averaged predictions (what search.predict serves), on the "
+            f"same {len(labels['test'])} test texts. Verdicts "
+            f"against the validation-best row ({board.best.name}) and the TF-IDF row: McNemar's exact test, "
+            "Holm-corrected across the rows at 0.05 (tied unless the difference is real); tuned - default: "
+            "the paired difference, its p-value Holm-corrected across the models. The paired bootstrap 95% "
+            "intervals of the differences are unadjusted: a verdict follows the corrected test, not the "
+            "interval"
+        )
+        seeds = ", ".join(f"{s.model} {seeds_text(s.retrain)}" for s in board.summaries)
+        out.append(f"seeds: each retrain seed's own test accuracy, mean ± sd: {seeds}")
+        names = board.summaries[0].data_report.get("label_names", []) if board.summaries else []
+        out.append(
+            f"F1: of the positive class ({names[1]!r}, the second label)"
+            if len(names) == 2
+            else "F1: the macro mean over the classes present in the labels or the predictions"
         )
     missing = [r.name for r in board.rows if not r.comparable]
     if missing:
@@ -111,7 +121,12 @@ def notes(board: Board, labels: dict) -> list[str]:
 def render(board: Board, fmt: str, detailed: bool, note: str = "") -> str:
     parts = [
         f"leaderboard: {board.run.name} ({board.dataset}{note})",
-        tabulate(main_rows(board.rows, detailed), headers=MAIN_HEADERS, tablefmt=fmt, disable_numparse=True),
+        tabulate(
+            main_rows(board.rows, detailed),
+            headers=main_headers(detailed),
+            tablefmt=fmt,
+            disable_numparse=True,
+        ),
         "\n".join(
             _wrap(line)
             for line in [
@@ -150,7 +165,17 @@ def payload(board: Board) -> dict:
         stats = {k: row.stats.get(k) for k in ("test_ci", "vs_best", "vs_baseline", "vs_default")}
         stats |= {"val_accuracy": row.val_accuracy, "val_loss": row.val_loss}
         if row.kind == "model":
-            models.append(row.summary.to_dict() | stats)
+            seeds = row.summary.retrain
+            models.append(
+                row.summary.to_dict()
+                | stats
+                | {
+                    "test": row.stats.get("test"),  # the row's headline: the seed-averaged predictor
+                    "test_per_seed": [{"seed": r["seed"], **r["test"]} for r in seeds["seeds"]],
+                    "test_mean": seeds["mean"],
+                    "test_std": seeds["std"],
+                }
+            )
         elif row.kind == "ensemble":
             models.append(
                 {"model": "ensemble", "test": row.stats["test"], **stats, **board.ensemble.describe()}

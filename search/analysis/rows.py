@@ -2,9 +2,10 @@
 figure with its interval, and each row's paired verdict against the validation-best row and the TF-IDF row.
 
 All of it is computed from the predictions the retrain kept (runs/<name>/<model>/predictions/), so the report
-can compute it again at any time. A row reads its model's seed-averaged probabilities (what `search.predict
---ensemble` serves); its test accuracy is the mean over seeds, with a 95% bootstrap interval over the test
-texts."""
+can compute it again at any time. A row is one predictor: its model's seed-averaged probabilities, which
+`search.predict` serves by default; its test accuracy and F1 are that predictor's, with 95% bootstrap
+intervals over the test texts, and its verdicts compare the same predictions. Each seed's own score is kept
+beside it (the seeds column, test_per_seed)."""
 
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from search.analysis import ensemble as ensembles
 from search.analysis.stats import holm, metric_intervals, paired, verdict
+from search.engine import metrics
 from search.store.layout import RunDir
 from search.sweep.bundle import combine, seed_mean
 
@@ -119,7 +121,12 @@ def compare(run: RunDir, rows: list[Row], labels: dict, num_classes: int) -> Row
         return None
     for r in rows:
         if r.comparable:
-            r.stats["test_ci"] = metric_intervals(r.test_probs.argmax(-1), labels["test"], num_classes)
+            # One predictor per row: the seed-averaged probabilities, which the verdicts compare and
+            # search.predict serves. Each seed's own score is kept apart (test_per_seed, the seeds column).
+            preds = r.served.argmax(1)
+            if r.kind != "baseline":
+                r.stats["test"] = headline(labels["test"], preds, num_classes)
+            r.stats["test_ci"] = metric_intervals(preds[None], labels["test"], num_classes)
             r.stats["val_accuracy"], r.stats["val_loss"] = r.val_accuracy, r.val_loss
     best = best_row(rows)
     if best is None:
@@ -129,10 +136,21 @@ def compare(run: RunDir, rows: list[Row], labels: dict, num_classes: int) -> Row
     if baseline is not None:
         _versus(rows, baseline, labels["test"], "baseline")
         baseline.stats.pop("vs_baseline")
-    for r in rows:
-        if r.kind == "model" and r.comparable:
-            r.stats["vs_default"] = tuned_vs_default(run, r, labels["test"])
+    models = [r for r in rows if r.kind == "model" and r.comparable]
+    for r in models:
+        r.stats["vs_default"] = tuned_vs_default(run, r, labels["test"])
+    tested = [
+        r.stats["vs_default"] for r in models if r.stats["vs_default"] and "p_value" in r.stats["vs_default"]
+    ]
+    for found, p in zip(tested, holm([f["p_value"] for f in tested])):  # Holm across the models too
+        found |= {"p_raw": found["p_value"], "p_value": p}
     return best
+
+
+def headline(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> dict:
+    """Test accuracy and F1 of one predictor, as search.engine.metrics computes them."""
+    found = metrics(labels, preds, num_classes)
+    return {"accuracy": found["accuracy"], "f1": found["f1"]}
 
 
 def tuned_vs_default(run: RunDir, row: Row, labels: np.ndarray) -> dict | None:

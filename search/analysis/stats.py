@@ -24,16 +24,21 @@ def percentile_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float
 
 
 def f1_scores(preds: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """F1 along the last axis (binary: of class 1; else the macro mean), as search.engine.metrics computes it:
-    preds and labels (..., texts)."""
+    """F1 along the last axis, as search.engine.metrics (scikit-learn) computes it: binary, of the positive
+    class 1; else the macro mean over the classes present in the labels or the predictions of that resample
+    (a class in neither is left out, not counted as 0). preds and labels (..., texts)."""
     classes = [1] if num_classes == 2 else range(num_classes)
-    scores = []
+    scores, present = [], []
     for k in classes:
         tp = ((preds == k) & (labels == k)).sum(-1)
         predicted, actual = (preds == k).sum(-1), (labels == k).sum(-1)
         denominator = predicted + actual
         scores.append(np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0))
-    return np.mean(scores, axis=0)
+        present.append(denominator > 0)
+    if num_classes == 2:
+        return scores[0]
+    scores, present = np.array(scores), np.array(present)
+    return scores.sum(0) / np.maximum(present.sum(0), 1)
 
 
 def metric_intervals(preds: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:

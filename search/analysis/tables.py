@@ -49,9 +49,10 @@ def _figure(mean: float, ci: list | None, scale: float, digits: int, detailed: b
     text = f"{scale * mean:.{digits}f}"
     if ci is None:
         return text
-    if detailed:
+    below, above = f"{scale * (mean - ci[0]):.{digits}f}", f"{scale * (ci[1] - mean):.{digits}f}"
+    if detailed or below != above:  # a percentile interval need not be symmetric: then its bounds
         return f"{text} [{scale * ci[0]:.{digits}f}, {scale * ci[1]:.{digits}f}]"
-    return f"{text} ±{scale * (ci[1] - ci[0]) / 2:.{digits}f}"
+    return f"{text} ±{below}"
 
 
 def _verdict(found: dict | None, detailed: bool) -> str:
@@ -73,10 +74,25 @@ def _tuned_vs_default(found: dict | None, detailed: bool) -> str:
 
 
 def _test(row) -> tuple[float, float]:
-    """(accuracy, F1) on test: the mean over seeds for a model, the row's own otherwise."""
-    if row.summary is not None:
-        return row.summary.retrain["mean"]["accuracy"], row.summary.retrain["mean"]["f1"]
-    return row.stats["test"]["accuracy"], row.stats["test"]["f1"]
+    """(accuracy, F1) on test of the row's one predictor (seed-averaged); a model whose predictions were not
+    kept (an older sweep) shows the mean of its seeds' scores."""
+    found = row.stats.get("test")
+    if found is None:
+        mean = row.summary.retrain["mean"]
+        return mean["accuracy"], mean["f1"]
+    return found["accuracy"], found["f1"]
+
+
+def seeds_text(retrain: dict) -> str:
+    """Each retrain seed's own test accuracy: their mean ± standard deviation."""
+    if len(retrain["seeds"]) < 2:
+        return f"{100 * retrain['mean']['accuracy']:.1f} (1 seed)"
+    return f"{100 * retrain['mean']['accuracy']:.1f} ± {100 * retrain['std']['accuracy']:.1f}"
+
+
+def main_headers(detailed: bool) -> list[str]:
+    """The terminal's 120 columns leave the seeds column to leaderboard.md, report.html and a note."""
+    return MAIN_HEADERS + (["seeds: mean ± sd"] if detailed else [])
 
 
 def main_rows(rows: list, detailed: bool = False) -> list[list]:
@@ -95,6 +111,7 @@ def main_rows(rows: list, detailed: bool = False) -> list[list]:
                 _verdict(row.stats.get("vs_baseline"), detailed) if row.kind != "baseline" else "baseline",
                 _tuned_vs_default(row.stats.get("vs_default"), detailed),
             ]
+            + ([seeds_text(row.summary.retrain) if row.summary else "-"] if detailed else [])
         )
     return out
 
