@@ -121,10 +121,10 @@ def importance_trials(ctx: Context) -> str:
         "Importance: how many trials, and null studies",
         f"Synthetic studies of the LSTM's 11 knobs, {repeats} per size and kind, with the noise of real "
         f"training ({noise:.4f}: one seed's sd of a configuration's best val loss on the rt-lstm bank). "
-        f"Signal studies: only {SIGNAL} sets the loss (a rise of {RISE} over its range); null studies: no knob "
-        f"does. Judged as the report judges ({REFITS} fANOVA refits with fresh dummies, detected where a knob "
-        f"beats the best dummy in {DETECT:.0%} of them; flags only for detected knobs), "
-        f"{cost:.0f} CPU s a study on average. The report shows importance from {MIN_TRIALS} scored trials on.",
+        f"Signal studies: only {SIGNAL} sets the loss (a rise of {RISE} over its range); null studies: no "
+        f"knob does. Judged as the report judges ({REFITS} fANOVA refits with fresh dummies, detected where "
+        f"a knob beats the best dummy in {DETECT:.0%} of them; flags only for detected knobs), {cost:.0f} "
+        f"CPU s a study on average. The report shows importance from {MIN_TRIALS} scored trials on.",
         [
             "scored trials",
             "studies",
