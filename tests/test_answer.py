@@ -420,3 +420,63 @@ def test_intervals_have_their_level_and_macro_f1_counts_only_classes_present():
     assert f1_scores(guess, three, 3) == pytest.approx(f1_score(three, guess, average="macro"))
     f1_low, f1_high = metric_intervals(guess[None], three, 3)["f1"]
     assert f1_low <= f1_score(three, guess, average="macro") <= f1_high
+
+
+def test_the_ensemble_is_judged_out_of_fold_over_repeated_splits():
+    """The figures that decide are out of fold: each text scored by weights fitted without its fold, over
+    REPEATS shuffled splits (recomputed here by hand); in-sample scoring would give another number. A gain
+    whose paired interval reaches 0 is not kept."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from search.sweep.bundle import combine
+
+    rng = np.random.default_rng(0)
+    n = 200
+    labels = rng.integers(0, 2, n)
+    probs = {"best": probs_right(labels, rng.random(n) < 0.7, 0.55)}
+    for k in range(8):  # members that know nothing
+        p = rng.random(n)
+        probs[f"noise{k}"] = np.column_stack([1 - p, p])
+    chosen = ensembles.choose(probs, labels)
+    by_hand = []
+    for r in range(ensembles.REPEATS):
+        right = np.empty(n, dtype=bool)
+        for fit, score in StratifiedKFold(ensembles.FOLDS, shuffle=True, random_state=r).split(
+            labels, labels
+        ):
+            w = ensembles.greedy_weights({m: p[fit] for m, p in probs.items()}, labels[fit])
+            right[score] = combine({m: probs[m][score] for m in w}, w).argmax(1) == labels[score]
+        by_hand.append(right.mean())
+    assert chosen.crossfit_val_accuracy == pytest.approx(np.mean(by_hand))
+    fitted = ensembles.greedy_weights(probs, labels)
+    in_sample = (combine({m: probs[m] for m in fitted}, fitted).argmax(1) == labels).mean()
+    assert abs(in_sample - chosen.crossfit_val_accuracy) > 0.02
+    assert not chosen.kept and chosen.gain[1] <= 0 and chosen.weights == fitted
+
+
+def test_the_baselines_c_is_chosen_by_cross_validation_on_train(imdb_small):
+    """C is the grid's best 5-fold cross-validated accuracy on the training texts, the vectorizer refitted
+    per fold (GridSearchCV over the same pipeline agrees), and the validation labels play no part."""
+    import dataclasses
+
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import Pipeline
+
+    from search.sweep.baseline import C_GRID, VECTORIZER, tfidf_baseline
+
+    row, kept = tfidf_baseline(imdb_small, "imdb")
+    labels = imdb_small.train.labels.numpy()
+    pipeline = Pipeline(
+        [("tfidf", TfidfVectorizer(**VECTORIZER)), ("lr", LogisticRegression(max_iter=2000, random_state=42))]
+    )
+    grid = GridSearchCV(
+        pipeline, {"lr__C": list(C_GRID)}, cv=StratifiedKFold(5, shuffle=True, random_state=42)
+    ).fit(list(imdb_small.train.texts), labels)
+    scores = grid.cv_results_["mean_test_score"]
+    assert row.C == min(C_GRID, key=lambda c: (-round(scores[C_GRID.index(c)], 9), c))
+    flipped = dataclasses.replace(imdb_small.val, labels=1 - imdb_small.val.labels)
+    again, _ = tfidf_baseline(dataclasses.replace(imdb_small, val=flipped), "imdb")
+    assert again.C == row.C and again.val_accuracy == pytest.approx(1 - row.val_accuracy)
+    assert row.val_accuracy == pytest.approx((kept["val"].probs[0].argmax(1) == kept["val"].labels).mean())

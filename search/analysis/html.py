@@ -14,6 +14,7 @@ from search.analysis.tables import (
     knob_table,
     main_headers,
     main_rows,
+    served_line,
 )
 from search.store import files
 
@@ -43,7 +44,7 @@ def write_html(board, images: list[Path]) -> Path:
         "texts)</h2>",
         _table(main_rows(board.rows, detailed=True), main_headers(True)),
         *(f"<p>{html.escape(note)}</p>" for note in board.notes),
-        f"<p>search.predict serves {html.escape(str(board.served))} by default (the validation winner)</p>",
+        f"<p>{html.escape(served_line(board.best.name if board.best else None, board.served))}</p>",
         _table(detail_rows(board.summaries, board.analyses, board.baseline), DETAIL_HEADERS),
         f"<p>{html.escape(DETAIL_NOTE)}</p>",
     ]

@@ -9,6 +9,7 @@ from tabulate import tabulate
 
 from models import MODELS
 from search.analysis import rows as boards
+from search.analysis.ensemble import FOLDS, REPEATS
 from search.analysis.knobs import analyse
 from search.analysis.tables import (
     DETAIL_HEADERS,
@@ -20,6 +21,7 @@ from search.analysis.tables import (
     main_headers,
     main_rows,
     seeds_text,
+    served_line,
 )
 from search.engine import metrics
 from search.store import study
@@ -68,6 +70,10 @@ def build(run: RunDir) -> Board:
     return board
 
 
+def _points(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
 def notes(board: Board, labels: dict) -> list[str]:
     out = []
     if board.best is not None:
@@ -99,10 +105,13 @@ def notes(board: Board, labels: dict) -> list[str]:
     if chosen is not None:
         members = ", ".join(f"{m} {w:.2f}" for m, w in chosen.weights.items())
         verdict = "kept" if chosen.kept else "not kept"
+        diff, low, high = chosen.gain
         out.append(
-            f"ensemble ({members}): cross-fitted val acc {100 * chosen.crossfit_val_accuracy:.1f}% against "
-            f"{chosen.best_single}'s {100 * chosen.best_single_val_accuracy:.1f}%: {verdict}"
-            + (" (*: its val acc is cross-fitted)" if chosen.kept else "")
+            f"ensemble ({members}): out-of-fold val acc {100 * chosen.crossfit_val_accuracy:.1f}% against "
+            f"{chosen.best_single}'s {100 * chosen.best_single_val_accuracy:.1f}%, a paired gain of "
+            f"{_points(diff)} [{_points(low)}, {_points(high)}] points over {REPEATS} shuffled "
+            f"{FOLDS}-fold splits: {verdict} (kept only where the interval is above 0)"
+            + (" (*: its val acc and loss are out of fold)" if chosen.kept else "")
         )
     for s in board.summaries:
         if s.search.get("stopped_by") == "time budget":
@@ -131,7 +140,7 @@ def render(board: Board, fmt: str, detailed: bool, note: str = "") -> str:
             _wrap(line)
             for line in [
                 *board.notes,
-                f"search.predict serves {board.served} by default (the validation winner)",
+                served_line(board.best.name if board.best else None, board.served),
             ]
         ),
         tabulate(

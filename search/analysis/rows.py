@@ -80,7 +80,7 @@ def add_ensemble(rows: list[Row], labels: dict) -> ensembles.Ensemble | None:
     row = Row(
         "ensemble", "ensemble", None, combine({m: members[m].val for m in chosen.weights}, chosen.weights)
     )
-    row.val_accuracy, row.val_loss = chosen.crossfit_val_accuracy, ensembles.log_loss(row.val, labels["val"])
+    row.val_accuracy, row.val_loss = chosen.crossfit_val_accuracy, chosen.crossfit_val_loss  # out of fold
     row.test_probs = test[None]
     rows.append(row)
     return chosen

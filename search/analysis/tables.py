@@ -249,3 +249,14 @@ def _gap_notes(model: str, analysis: dict) -> list[str]:
         f"  {flag}: {rule}" for flag, rule in RULES.items() if any(f.startswith(flag) for f in gap["flags"])
     ]
     return notes
+
+
+def served_line(best: str | None, served: str) -> str:
+    """What search.predict serves, in words that are true: the validation-best row when it can serve it, else
+    the validation-best of the rows it can serve, naming the row it cannot."""
+    if best is None or best == served:
+        return f"search.predict serves {served} by default (the validation-best row)"
+    return (
+        f"search.predict serves {served} by default (the validation-best of the rows it can serve; {best}, "
+        "the validation-best row, is not among them)"
+    )
