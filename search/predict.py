@@ -2,13 +2,14 @@
 
     python -m search.predict --run runs/imdb --text "a wonderful film" --text "two hours I want back"
     python -m search.predict --run runs/imdb --model lstm --input reviews.csv --text-column review \\
-        --ensemble --output predictions.csv
+        --output predictions.csv
 
 Texts are processed exactly as the training data was (runs/<name>/<model>/model/meta.json says how).
-The model defaults to the validation winner (the ensemble of the sweep's models when it won on validation),
-as the leaderboard recorded it. A model serves the average of every retrain seed's probabilities: the one
-predictor its leaderboard row scored; --seed N serves one seed's weights instead (--ensemble, the average,
-is the default and kept for older scripts). --model ensemble serves the ensemble (every seed of each member).
+The model defaults to the validation-best row it can serve: a model, the ensemble of the sweep's models
+when it was kept, or TF-IDF + LR (--model tfidf+logreg). A model serves the average of every retrain
+seed's probabilities, the one predictor its leaderboard row scored; --seed N serves one seed's weights
+instead (--ensemble, the average, is the default and kept for older scripts). --model ensemble serves the
+ensemble (every seed of each member).
 """
 
 import argparse
@@ -21,9 +22,9 @@ import pandas as pd
 from configs.errors import UserError, cli_entry, require
 from data_pipeline.sources import read_table
 from models import MODELS
-from search.analysis.rows import served_model
+from search.analysis.rows import BASELINE, served_model
 from search.store.layout import ModelDir, RunDir
-from search.sweep.bundle import EnsembleBundle, load_bundle
+from search.sweep.bundle import BaselineBundle, EnsembleBundle, load_bundle
 
 
 def parse_args(argv):
@@ -35,7 +36,8 @@ def parse_args(argv):
     parser.add_argument("--run", required=True, help="a sweep directory, e.g. runs/imdb")
     parser.add_argument(
         "--model",
-        help="which model of the sweep, or ensemble (default: the validation winner; test is not looked at)",
+        help="which model of the sweep, ensemble, or tfidf+logreg (default: the validation-best row it can "
+        "serve; test is not looked at)",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", action="append", help="a text to classify (repeatable)")
@@ -84,14 +86,19 @@ def load(run: RunDir, model: str | None):
         f"no sweep at {run.root}; pass --run runs/<name> of a sweep made by python -m search.tune",
     )
     model = model or best_model(run)
-    folder = run.ensemble if model == "ensemble" else run.model(model)
+    folder = {"ensemble": run.ensemble, BASELINE: run.baseline_model}.get(model) or run.model(model)
     require(
         model != "ensemble" or folder.bundle.read_meta() is not None,
         f"{run.root} has no ensemble: it did not beat the best single model on validation, or the report has "
         "not run yet (python -m search.report); pass --model with one of the models",
     )
     require(
-        (folder.has_summary() or model == "ensemble") and folder.bundle.root.is_dir(),
+        model != BASELINE or folder.bundle.read_meta() is not None,
+        f"{run.root} has no saved {BASELINE} model (its sweep ran before the baseline was kept as a model); "
+        "run the same python -m search.tune command again to save it",
+    )
+    require(
+        (folder.has_summary() or model in ("ensemble", BASELINE)) and folder.bundle.root.is_dir(),
         f"the {model} sweep in {run.root} has not finished (no trained model in {folder.bundle.root}); "
         f"run the "
         "same python -m search.tune command again to finish it",
@@ -143,10 +150,11 @@ def main(argv=None):
     texts = read_texts(args)
     bundle = load(RunDir(Path(args.run)), args.model)
     seeds = bundle.seeds
-    if isinstance(bundle, EnsembleBundle):
+    if isinstance(bundle, (EnsembleBundle, BaselineBundle)):
         require(
             args.seed is None,
-            "--seed: the ensemble averages every seed of its members; leave out --seed, or pass --model M",
+            "--seed: the ensemble averages every seed of its members, and tfidf+logreg has no seeds; leave "
+            "out --seed, or pass --model M",
         )
         chosen = []
     elif args.seed is not None and args.seed not in seeds:

@@ -141,13 +141,17 @@ def check_args(args) -> None:
         require(Path(path).is_dir(), f"--warm-start {path}: no such sweep folder; give a runs/<name> folder")
 
 
-def ensure_baseline(run: RunDir, data, identity: str) -> None:
-    """The TF-IDF row, computed again whenever the data it was computed on is not this data."""
-    from search.sweep.baseline import tfidf_baseline
+def ensure_baseline(run: RunDir, data, identity: str, min_token_len: int) -> None:
+    """The TF-IDF row and the model search.predict serves for it, computed again whenever the data it was
+    computed on is not this data (or either is missing)."""
+    from search.sweep.baseline import save_baseline_model, tfidf_baseline
 
     saved = run.read_baseline()
-    if saved is None or saved.dataset != identity or run.read_baseline_predictions("test") is None:
-        row, kept = tfidf_baseline(data, identity)
+    bundle = run.baseline_model.bundle
+    current = saved is not None and saved.dataset == identity and bundle.read_meta() is not None
+    if not current or run.read_baseline_predictions("test") is None:
+        row, kept, fitted = tfidf_baseline(data, identity)
+        save_baseline_model(bundle, fitted, data, min_token_len, row.C)
         for split, predictions in kept.items():
             run.write_baseline_predictions(split, predictions)
         run.write_baseline(row)
@@ -178,7 +182,7 @@ def sweep(args, models: list[str], run: RunDir, budget: TimeBudget | None) -> No
         sweep_model(settings_from_args(model, args, search_overrides(args)), run, options)
         if budget:
             budget.end(model)
-    ensure_baseline(run, data, identity)
+    ensure_baseline(run, data, identity, first.data.min_token_len)
 
 
 @cli_entry

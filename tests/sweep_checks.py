@@ -141,3 +141,29 @@ def check_predict_round_trip(sweep: Path, model: str, cfg: DataConfig, tmp: Path
     accuracy = sum(p == names[y] for p, y in zip(served["label"], labels)) / len(labels)
     assert accuracy == row["test"]["accuracy"]
     assert row["test_mean"] == summary.retrain["mean"] and len(row["test_per_seed"]) == len(stored.seeds)
+
+
+def check_baseline_round_trip(sweep: Path, cfg: DataConfig, tmp: Path, capsys) -> None:
+    """search.predict --model tfidf+logreg on the raw test split gives the probabilities the sweep recorded
+    for the TF-IDF row, and so exactly the row's test accuracy; when that row is the validation-best one, it
+    is what search.predict serves by default."""
+    run = RunDir(sweep)
+    texts, labels = raw_test_split(cfg)
+    source = tmp / "baseline-test.csv"
+    pd.DataFrame({"text": texts}).to_csv(source, index=False)
+    stored = run.read_baseline_predictions("test")
+    served = predict_file(run, ["--model", "tfidf+logreg", "--input", str(source)], tmp, capsys)
+    names = run.read_leaderboard()["models"][0]["data_report"]["label_names"]
+    np.testing.assert_allclose(
+        served[[f"p_{n}" for n in names]].to_numpy(),
+        stored.probs[0],
+        rtol=0,
+        atol=1e-7,  # recorded as float32
+    )
+    board = run.read_leaderboard()
+    accuracy = sum(p == names[y] for p, y in zip(served["label"], labels)) / len(labels)
+    assert accuracy == board["baseline"]["test"]["accuracy"]
+    if board["best"].startswith("tfidf+logreg"):
+        assert board["predict_default"] == "tfidf+logreg"
+        default = predict_file(run, ["--input", str(source)], tmp, capsys)
+        assert default["label"].tolist() == served["label"].tolist()

@@ -466,7 +466,7 @@ def test_the_baselines_c_is_chosen_by_cross_validation_on_train(imdb_small):
 
     from search.sweep.baseline import C_GRID, VECTORIZER, tfidf_baseline
 
-    row, kept = tfidf_baseline(imdb_small, "imdb")
+    row, kept, _ = tfidf_baseline(imdb_small, "imdb")
     labels = imdb_small.train.labels.numpy()
     pipeline = Pipeline(
         [("tfidf", TfidfVectorizer(**VECTORIZER)), ("lr", LogisticRegression(max_iter=2000, random_state=42))]
@@ -477,6 +477,6 @@ def test_the_baselines_c_is_chosen_by_cross_validation_on_train(imdb_small):
     scores = grid.cv_results_["mean_test_score"]
     assert row.C == min(C_GRID, key=lambda c: (-round(scores[C_GRID.index(c)], 9), c))
     flipped = dataclasses.replace(imdb_small.val, labels=1 - imdb_small.val.labels)
-    again, _ = tfidf_baseline(dataclasses.replace(imdb_small, val=flipped), "imdb")
+    again, _, _ = tfidf_baseline(dataclasses.replace(imdb_small, val=flipped), "imdb")
     assert again.C == row.C and again.val_accuracy == pytest.approx(1 - row.val_accuracy)
     assert row.val_accuracy == pytest.approx((kept["val"].probs[0].argmax(1) == kept["val"].labels).mean())

@@ -48,6 +48,11 @@ CASES = [
         "has no ensemble: it did not beat the best single model on validation",
     ),
     (
+        "no saved baseline",
+        lambda t: ["--run", str(unfinished(t)), "--model", "tfidf+logreg", "--text", "x"],
+        "has no saved tfidf+logreg model",
+    ),
+    (
         "missing column",
         lambda t: ["--run", "r", "--input", str(texts_file(t, "a.csv", "review,x\nfine,1\n"))],
         "has no column 'text' (columns: review, x)",

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from conftest import run_cli
 from sweep_checks import (
+    check_baseline_round_trip,
     check_plots_and_html,
     check_predict_round_trip,
     check_study,
@@ -122,6 +123,7 @@ def test_the_report_command_the_plots_and_the_page(finished_sweep, tmp_path):
 
 def test_predict_serves_exactly_what_the_retrain_recorded(finished_sweep, tmp_path, capsys):
     check_predict_round_trip(finished_sweep.run.root, "lstm", TINY_DATA, tmp_path, capsys)
+    check_baseline_round_trip(finished_sweep.run.root, TINY_DATA, tmp_path, capsys)
     # The ensemble, served as it was scored: kept or not by this sweep, one of lstm and rnn is saved here.
     runs = copy_sweep(finished_sweep.runs, tmp_path / "runs")
     run = RunDir(runs / "imdb")

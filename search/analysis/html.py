@@ -5,6 +5,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from search.analysis.rows import served_name
 from search.analysis.tables import (
     DETAIL_HEADERS,
     DETAIL_NOTE,
@@ -44,7 +45,7 @@ def write_html(board, images: list[Path]) -> Path:
         "texts)</h2>",
         _table(main_rows(board.rows, detailed=True), main_headers(True)),
         *(f"<p>{html.escape(note)}</p>" for note in board.notes),
-        f"<p>{html.escape(served_line(board.best.name if board.best else None, board.served))}</p>",
+        f"<p>{html.escape(served_line(served_name(board.best), board.served))}</p>",
         _table(detail_rows(board.summaries, board.analyses, board.baseline), DETAIL_HEADERS),
         f"<p>{html.escape(DETAIL_NOTE)}</p>",
     ]

@@ -65,7 +65,12 @@ def build(run: RunDir) -> Board:
         board.best = boards.compare(run, board.rows, labels, num_classes)
     board.studies = {s.model: study.load_study(run, s.model) for s in summaries}
     board.analyses = {s.model: analyse(board.studies[s.model], s) for s in summaries}
-    board.served = boards.validation_winner(board.rows, board.ensemble, summaries) if summaries else None
+    baseline_served = run.baseline_model.bundle.read_meta() is not None
+    board.served = (
+        boards.validation_winner(board.rows, board.ensemble, summaries, baseline_served)
+        if summaries
+        else None
+    )
     board.notes = notes(board, labels)
     return board
 
@@ -140,7 +145,7 @@ def render(board: Board, fmt: str, detailed: bool, note: str = "") -> str:
             _wrap(line)
             for line in [
                 *board.notes,
-                served_line(board.best.name if board.best else None, board.served),
+                served_line(boards.served_name(board.best), board.served),
             ]
         ),
         tabulate(

@@ -162,23 +162,36 @@ def tuned_vs_default(run: RunDir, row: Row, labels: np.ndarray) -> dict | None:
     return paired(row.served.argmax(1) == labels, right)
 
 
-def validation_winner(rows: list[Row], chosen, summaries: list) -> str:
-    """The model search.predict serves by default: the validation winner among the models and a kept ensemble;
-    for sweeps that kept no predictions, the lowest mean validation loss of the retrain seeds."""
+BASELINE = "tfidf+logreg"  # the baseline's name for search.predict --model
+
+
+def validation_winner(rows: list[Row], chosen, summaries: list, baseline_served: bool = False) -> str:
+    """The model search.predict serves by default: the validation-best of the rows it can serve (the models,
+    a kept ensemble, and the TF-IDF baseline where its model was saved); for sweeps that kept no predictions,
+    the lowest mean validation loss of the retrain seeds."""
+    servable = [r for r in rows if r.kind == "model" or (r.kind == "baseline" and baseline_served)]
     if chosen is not None and chosen.kept:
-        return "ensemble"
+        servable += [r for r in rows if r.kind == "ensemble"]
     models = [r for r in rows if r.kind == "model"]
     if models and all(r.comparable for r in models):
-        return best_row(models).name
+        best = best_row(servable)
+        return BASELINE if best.kind == "baseline" else best.name
     mean_loss = {s.model: np.mean([r["best_val_loss"] for r in s.retrain["seeds"]]) for s in summaries}
     return min(mean_loss, key=mean_loss.get)
 
 
+def served_name(row: Row | None) -> str | None:
+    """A row's name as search.predict --model takes it."""
+    return None if row is None else BASELINE if row.kind == "baseline" else row.name
+
+
 def served_model(run: RunDir, summaries: list) -> str:
     """validation_winner, from the run directory (for search.predict); the ensemble only once it is saved."""
-    rows, labels = gather(run, summaries, None)
+    baseline = run.read_baseline()
+    rows, labels = gather(run, summaries, baseline)
     chosen = add_ensemble(rows, labels) if labels else None
-    winner = validation_winner(rows, chosen, summaries)
+    saved = run.baseline_model.bundle.read_meta() is not None
+    winner = validation_winner(rows, chosen, summaries, saved)
     if winner == "ensemble" and run.ensemble.bundle.read_meta() is None:
-        return validation_winner(rows, None, summaries)
+        return validation_winner(rows, None, summaries, saved)
     return winner

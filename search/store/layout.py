@@ -7,6 +7,7 @@ runs/<name>/                    RunDir: one dataset, the models swept on it
     baseline.json               TF-IDF + logistic regression; its predictions in predictions/
     leaderboard.md, leaderboard.json, report.html, plots/
     ensemble/model/meta.json    the ensemble of the retrained models, when it won on validation
+    baseline/model/             TF-IDF + LR to serve: meta.json (vocabulary) and tfidf-logreg.safetensors
     <model>/                    ModelDir; also Ray Tune's experiment unless --storage put it elsewhere
         sweep.json              the settings a resume must repeat, and provenance
         trials.csv, history.csv one row per trial, one row per epoch of every trial
@@ -85,6 +86,7 @@ class BundleDir:
     """<model>/model/: the trained model, self-contained (search/sweep/bundle.py reads and writes it)."""
 
     META = "meta.json"
+    ARRAYS = "tfidf-logreg.safetensors"  # the baseline's idf and weights
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -92,6 +94,10 @@ class BundleDir:
     @property
     def meta_path(self) -> Path:
         return self.root / self.META
+
+    @property
+    def arrays(self) -> Path:
+        return self.root / self.ARRAYS
 
     @staticmethod
     def weights_name(seed: int) -> str:
@@ -227,6 +233,7 @@ class RunDir:
     DATASET = "dataset.json"
     STUDY = "optuna.db"
     BASELINE = "baseline.json"
+    BASELINE_DIR = "baseline"  # baseline/model/: TF-IDF + LR as search.predict serves it
     LEADERBOARD_MD = "leaderboard.md"
     LEADERBOARD_JSON = "leaderboard.json"
     HTML = "report.html"
@@ -309,6 +316,10 @@ class RunDir:
     @property
     def ensemble(self) -> ModelDir:
         return ModelDir(self.root / self.ENSEMBLE)
+
+    @property
+    def baseline_model(self) -> ModelDir:
+        return ModelDir(self.root / self.BASELINE_DIR)
 
     def write_leaderboard(self, markdown: str, payload: dict) -> None:
         files.write_text(self.root / self.LEADERBOARD_MD, markdown)

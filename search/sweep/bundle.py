@@ -193,6 +193,60 @@ class EnsembleBundle:
         return combine(probs, self.meta["members"])
 
 
+@dataclass
+class BaselineBundle:
+    """TF-IDF + logistic regression as it was fitted, rebuilt from its vocabulary, idf and weights."""
+
+    path: BundleDir
+    meta: dict
+    vectorizer: object
+    classifier: object
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.meta["label_names"]
+
+    @property
+    def seeds(self) -> list[int]:
+        return []
+
+    def predict(self, texts: list[str], seeds=None) -> np.ndarray:
+        pre = self.meta["preprocess"]
+        processed = [
+            process(t, pre["keep_negations"], pre["min_token_len"], pre["drop_stopwords"])[1] for t in texts
+        ]
+        return self.classifier.predict_proba(self.vectorizer.transform(processed))
+
+
+def _load_baseline(bundle: BundleDir, meta: dict) -> BaselineBundle:
+    from safetensors.numpy import load_file as load_arrays
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    try:
+        arrays = load_arrays(str(bundle.arrays))
+        settings = meta["vectorizer"]
+        vocabulary = {term: i for i, term in enumerate(meta["vocabulary"])}
+    except (OSError, KeyError, TypeError) as err:
+        raise UserError(
+            f"{bundle.root} is damaged ({str(err).splitlines()[0]}); run the same python -m search.tune "
+            "command again after deleting baseline.json: it fits the baseline again"
+        ) from None
+    vectorizer = TfidfVectorizer(
+        ngram_range=tuple(settings["ngram_range"]),
+        sublinear_tf=settings["sublinear_tf"],
+        vocabulary=vocabulary,
+    )
+    vectorizer.idf_ = arrays["idf"]
+    classifier = LogisticRegression(C=meta["C"])
+    classifier.classes_, classifier.coef_, classifier.intercept_ = (
+        arrays["classes"],
+        arrays["coef"],
+        arrays["intercept"],
+    )
+    return BaselineBundle(bundle, meta, vectorizer, classifier)
+
+
 def text_inputs(settings, data: PreparedData) -> dict:
     """The test split's input tensors, made without the disk cache (new texts have no cache key)."""
     model_entry = entry(settings.model_name)
@@ -219,8 +273,10 @@ def _read_meta(bundle: BundleDir) -> dict:
     return meta
 
 
-def load_bundle(bundle: BundleDir) -> Bundle | EnsembleBundle:
+def load_bundle(bundle: BundleDir) -> Bundle | EnsembleBundle | BaselineBundle:
     meta = _read_meta(bundle)
+    if meta.get("kind") == "baseline":
+        return _load_baseline(bundle, meta)
     if meta.get("kind") == "ensemble":
         run = RunDir(bundle.root.parent.parent)
         return EnsembleBundle(bundle, meta, {m: load_bundle(run.model(m).bundle) for m in meta["members"]})
