@@ -229,8 +229,8 @@ def _load_baseline(bundle: BundleDir, meta: dict) -> BaselineBundle:
         vocabulary = {term: i for i, term in enumerate(meta["vocabulary"])}
     except (OSError, KeyError, TypeError) as err:
         raise UserError(
-            f"{bundle.root} is damaged ({str(err).splitlines()[0]}); run the same python -m search.tune "
-            "command again after deleting baseline.json: it fits the baseline again"
+            f"{bundle.root} is damaged ({str(err).splitlines()[0]}); delete that folder and run the same "
+            "python -m search.tune command again: it fits the baseline again"
         ) from None
     vectorizer = TfidfVectorizer(
         ngram_range=tuple(settings["ngram_range"]),
