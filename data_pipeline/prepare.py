@@ -151,6 +151,28 @@ def build(raw: RawDataset, cfg: DataConfig) -> PreparedData:
     )
 
 
+def raw_split(cfg: DataConfig, name: str, cache_dir: str | None = None) -> tuple[list[str], list[int]]:
+    """The raw texts and labels of one prepared split, in its order: the split's source rows without those
+    that processing emptied or that de-duplication moved to an earlier split (as build does)."""
+    prepared = prepare(cfg, cache_dir)
+    raw = load_source(cfg)
+    position = SPLITS.index(name)
+    seen = set().union(*(getattr(prepared, earlier).texts for earlier in SPLITS[:position]))
+    keep_negations, drop = prepared.report["keep_negations"], prepared.report["stopwords"] == "dropped"
+    texts, labels = [], []
+    for i in split_indices(raw.labels, cfg)[position]:
+        processed = process(raw.texts[i], keep_negations, cfg.min_token_len, drop)[1]
+        if processed and processed not in seen:
+            texts.append(raw.texts[i])
+            labels.append(raw.labels[i])
+    if labels != getattr(prepared, name).labels.tolist():
+        raise UserError(
+            f"the {name} split of {raw.name} cannot be found again in its source (it changed since it was "
+            "prepared); run the sweep again with --fresh"
+        )
+    return texts, labels
+
+
 def split_indices(labels: list[int], cfg: DataConfig) -> list[np.ndarray]:
     """Stratified, seeded train/val/test indices, drawn before any text is looked at."""
     from sklearn.model_selection import train_test_split  # here, not at import: trials never split

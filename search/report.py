@@ -1,6 +1,7 @@
 """The leaderboard, the analysis, the plots and report.html of finished sweeps, from what is on disk.
 
 python -m search.report [--name SWEEP] [--runs-dir runs] [--json]
+python -m search.report --name imdb --export test.csv [--split val]   # every text with each row's predictions
 
 It works while a sweep runs: it reads the models that have finished and writes its files atomically.
 """
@@ -30,6 +31,22 @@ def finished_sweeps(runs: Path, name: str | None) -> list[RunDir]:
     return found
 
 
+def export(runs: Path, name: str | None, path: Path, split: str) -> None:
+    from search.analysis.export import split_frame, write_frame
+    from search.analysis.leaderboard import build
+
+    if path.suffix.lower() not in (".csv", ".jsonl", ".parquet"):
+        raise UserError(f"--export {path}: give a file name ending in .csv, .jsonl or .parquet")
+    if not path.parent.is_dir():
+        raise UserError(f"--export {path}: the folder {path.parent} does not exist")
+    found = finished_sweeps(runs, name)
+    if len(found) > 1:
+        raise UserError(f"--export writes one sweep: pass --name (one of {', '.join(r.name for r in found)})")
+    frame = split_frame(build(found[0]), split)
+    write_frame(frame, path)
+    print(f"{len(frame)} texts of the {split} split of {found[0].name}, with each row's predictions: {path}")
+
+
 @cli_entry
 def main(argv=None):
     parser = argparse.ArgumentParser(
@@ -42,7 +59,16 @@ def main(argv=None):
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object as the last line of stdout"
     )
+    parser.add_argument(
+        "--export",
+        help="write every text of --split with its label and each row's predicted label and probabilities "
+        "(.csv, .jsonl or .parquet), for reading the errors",
+    )
+    parser.add_argument("--split", choices=("test", "val"), default="test", help="what --export writes")
     args = parser.parse_args(argv)
+    if args.export:
+        export(Path(args.runs_dir), args.name, Path(args.export), args.split)
+        return
     payload = {}
     for run in finished_sweeps(Path(args.runs_dir), args.name):
         print(write_leaderboard(run) + "\n")

@@ -12,9 +12,7 @@ import pandas as pd
 from conftest import missing
 
 from data_pipeline.config import DataConfig
-from data_pipeline.prepare import prepare, split_indices
-from data_pipeline.sources import load_source
-from data_pipeline.text import process
+from data_pipeline.prepare import prepare, raw_split
 from search.store.layout import RunDir
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -81,22 +79,10 @@ def check_plots_and_html(sweep: Path, models: list[str]) -> None:
 
 
 def raw_test_split(cfg: DataConfig) -> tuple[list[str], list[int]]:
-    """The test split's raw texts and labels, found again from the source: the split's rows, without those
-    that processing emptied or that de-duplication moved out (the same as the prepared split, checked)."""
-    prepared = prepare(cfg)
-    raw = load_source(cfg)
-    seen = set(prepared.train.texts) | set(prepared.val.texts)
-    keep_negations, drop_stopwords = (
-        prepared.report["keep_negations"],
-        prepared.report["stopwords"] == "dropped",
-    )
-    texts, labels = [], []
-    for i in split_indices(raw.labels, cfg)[2]:
-        processed = process(raw.texts[i], keep_negations, cfg.min_token_len, drop_stopwords)[1]
-        if processed and processed not in seen:
-            texts.append(raw.texts[i])
-            labels.append(raw.labels[i])
-    assert labels == prepared.test.labels.tolist() and len(texts) == len(prepared.test)
+    """The test split's raw texts and labels, found again from the source (data_pipeline.prepare.raw_split,
+    which checks them against the prepared split)."""
+    texts, labels = raw_split(cfg, "test")
+    assert len(texts) == len(prepare(cfg).test)
     return texts, labels
 
 

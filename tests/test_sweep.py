@@ -177,6 +177,39 @@ def test_best_config_reproduces_the_pick(finished_sweep):
     )
 
 
+def test_the_test_and_val_splits_export_with_every_rows_predictions(finished_sweep, tmp_path, capsys):
+    """search.report --export: every test text, raw, with its label and each row's predicted label and
+    probabilities, which reproduce the row's accuracy; validation too; bad paths are one line."""
+    from search.report import main as report
+
+    runs = str(finished_sweep.runs)
+    out = tmp_path / "test.csv"
+    code, said, err = run_cli(report, ["--runs-dir", runs, "--name", "imdb", "--export", str(out)], capsys)
+    assert code == 0 and "100 texts of the test split" in said, err
+    frame = pd.read_csv(out)
+    texts, labels = raw_test_split(TINY_DATA)
+    assert frame["text"].tolist() == texts and len(frame) == 100
+    board = finished_sweep.run.read_leaderboard()
+    rows = {m["model"]: m for m in board["models"]} | {"tfidf+logreg": board["baseline"]}
+    for name in ("lstm", "rnn", "tfidf+logreg"):
+        assert (frame[f"{name}: label"] == frame["label"]).mean() == rows[name]["test"]["accuracy"]
+        probs = frame[[f"{name}: p_negative", f"{name}: p_positive"]]
+        np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-6)
+    val = tmp_path / "val.jsonl"
+    code, said, _ = run_cli(
+        report, ["--runs-dir", runs, "--name", "imdb", "--export", str(val), "--split", "val"], capsys
+    )
+    assert code == 0 and len(pd.read_json(val, lines=True)) == len(
+        finished_sweep.run.model("lstm").read_predictions("tuned", "val").labels
+    )
+    for bad, message in (
+        (tmp_path / "x.txt", "ending in .csv"),
+        (tmp_path / "no" / "x.csv", "does not exist"),
+    ):
+        code, _, err = run_cli(report, ["--runs-dir", runs, "--export", str(bad)], capsys)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
 def test_a_finished_sweep_run_again_trains_nothing_and_other_settings_are_refused(finished_sweep, tmp_path):
     runs = copy_sweep(finished_sweep.runs, tmp_path / "runs")
     cmd = [str(runs) if a == str(finished_sweep.runs) else a for a in finished_sweep.lstm_cmd]
