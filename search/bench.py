@@ -1,8 +1,9 @@
 """Benchmarks (not tests): speed, memory and search efficiency on this machine, medians over repeats.
 
-python -m search.bench            # every section, writes BENCHMARKS.md (about 10-15 minutes on 2 cores)
-python -m search.bench --quick    # a small version of every section (under 2 minutes)
-python -m search.bench --only 5,5b --out /tmp/b.md
+python -m search.bench                 # every section, writes BENCHMARKS.md (hours: the replayed and real
+                                       # sweeps; each long section keeps a log and continues where it stopped)
+python -m search.bench --quick         # a small version of every section, printed (a few minutes)
+python -m search.bench --only 5,5b --out /tmp/b.md   # some sections, written to a file (--only alone prints)
 """
 
 import argparse
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from configs.errors import UserError, cli_entry
 from search.benchmarks import FULL, QUICK, SECTIONS, Context, bench_data, machine
+from search.core.provenance import git_commit
 from search.engine import set_threads
 
 
@@ -31,6 +33,7 @@ def run(ctx: Context, command: str, only: list[str]) -> str:
     data = ctx.data
     parts = [
         f"# Benchmarks\n\n- date: {datetime.date.today()}\n- machine: {machine()}\n- command: `{command}`\n"
+        f"- commit: {(git_commit() or 'not a git checkout')[:7]}\n"
         f"- data: IMDB, {len(data.train)} train / {len(data.val)} val texts, 64 tokens max "
         f"({data.report['train_truncated_share']:.0%} of texts fill all 64)\n"
     ]

@@ -224,7 +224,6 @@ DEFAULTS = (  # (label, search settings): the shipped TPE + ASHA, then one chang
     ("40 trials", {"search.trials": 40}),
     ("60 trials", {"search.trials": 60}),
     ("20 trials, 5 start-up", {"search.startup_trials": 5}),
-    ("40 trials, 5 start-up", {"search.trials": 40, "search.startup_trials": 5}),
     ("20 trials, grace 1", {"search.grace_period": 1}),
     ("20 trials, reduction 2", {"search.reduction_factor": 2}),
     ("20 trials, reduction 4", {"search.reduction_factor": 4}),

@@ -13,7 +13,7 @@ from search.sweep.replay import load_bank
 FULL_BANKS = ("rt-lstm", "rt-rnn")
 QUICK_BANKS = ("tiny-lstm",)
 FULL_SEEDS, QUICK_SEEDS = 50, 2
-DEFAULT_SEEDS, QUICK_DEFAULT_SEEDS = 12, 2
+DEFAULT_SEEDS, QUICK_DEFAULT_SEEDS = 10, 2
 
 
 def banks(ctx: Context) -> list:

@@ -219,8 +219,6 @@ def replay_trial(
     will resume (a benchmark's throwaway sweeps), which makes a replayed trial about twice as fast."""
     from ray import tune
 
-    from search.engine.loop import TrainingDiverged
-
     run = bank.run_for(config, seed_draw(config, search_seed))
     epochs = replay_curve(run, patience, max_epochs)
     start = 0
@@ -238,6 +236,8 @@ def replay_trial(
             (Path(tmp) / "replay.json").write_text(json.dumps({"epoch": metrics["epoch"]}))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
     if run.diverged and len(epochs) == len(run.epochs) and len(run.epochs) < max_epochs:
+        from search.engine.loop import TrainingDiverged  # here: torch costs a replay worker a second
+
         raise TrainingDiverged(f"training diverged (recorded) at epoch {len(run.epochs) + 1}")
 
 
