@@ -57,3 +57,30 @@ def test_a_trial_resumed_from_an_older_checkpoint_has_each_epoch_once(tmp_path):
         (3, 0.65),
         (4, 0.6),
     ]
+
+
+def test_how_a_sweep_runs_may_change_on_a_resume_and_what_it_searches_may_not(tmp_path, capsys):
+    """The memory budget, trials at once, the retrain's seeds and threads may change when a sweep is run
+    again, each with a line saying what it applies to; a setting that changes what is searched is refused
+    with the command that resumes, --fresh, or --name."""
+    import pytest
+
+    from configs.errors import UserError
+    from search.core.settings import apply_params, load_settings
+    from search.store.layout import ModelDir
+    from search.sweep.identity import RUNS, _comparable, check_settings
+
+    folder = ModelDir(tmp_path / "lstm")
+    folder.root.mkdir()
+    settings = load_settings("lstm")
+    folder.write_settings(_comparable(settings), {})
+    runs = apply_params(
+        settings,
+        {"search.memory_budget": "4GB", "search.concurrent": 2, "search.seeds": 5, "train.threads": 1},
+    )
+    assert check_settings(folder, runs) is False
+    said = capsys.readouterr().out
+    for key in RUNS:
+        assert f"{key} was " in said and "this applies to" in said
+    with pytest.raises(UserError, match=r"train.max_epochs=20.*--fresh.*search.memory_budget"):
+        check_settings(folder, apply_params(settings, {"train.max_epochs": 3}))

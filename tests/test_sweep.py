@@ -219,6 +219,13 @@ def test_a_finished_sweep_run_again_trains_nothing_and_other_settings_are_refuse
     other = [("4" if a == "3" and b == "--epochs" else a) for b, a in zip(["", *cmd], cmd)]
     code, out, err = run(other)
     assert code == 2 and "train.max_epochs=3" in err and "--fresh" in err and "Traceback" not in err
+    # How it runs may change on a resume, with a line that says what it applies to: a larger memory budget
+    # (what a memory failure's hint asks for) and three retrain seeds instead of two, retrained at once.
+    code, out, err = run([*cmd, "--memory-budget", "3GB", "--seeds", "3"])
+    assert code == 0, err[-2000:]
+    assert "search.memory_budget was '2GB', now '3GB': this applies to the trials still to run" in out
+    assert "search.seeds was 2, now 3: this applies to the retrain" in out
+    assert summary(runs).seeds == [42, 43, 44] and summary(runs).trials["total"] == 5
     code, out, err = run(tune_cmd(runs, "--model", "lstm", "--trials", "1", "--epochs", "1", "--fresh"))
     assert code == 0 and "--fresh: discarding" in out and summary(runs).trials["total"] == 1
 

@@ -1,6 +1,7 @@
 """What a sweep is, so that a resume never mixes two searches: a sweep name holds one dataset (dataset.json),
 and each model's folder one set of settings (sweep.json). The number of trials is not part of it (a sweep
-grows), and neither is a time budget (it belongs to one command)."""
+grows), and neither is a time budget (it belongs to one command), nor how the sweep runs (RUNS: the memory
+budget, trials at once, the retrain's seeds, threads), which a resume may change from then on."""
 
 import dataclasses
 import hashlib
@@ -12,7 +13,14 @@ from search.core.provenance import provenance
 from search.store.layout import ModelDir, RunDir
 from search.sweep.storage import remove
 
-GROWS = {"search.trials"}  # settings a resume may change
+GROWS = {"search.trials"}  # a resume may ask for more trials: the same search goes on
+# How a sweep runs, not what it searches: a resume may change these, and the change applies from then on.
+RUNS = {
+    "search.memory_budget": "the trials still to run and the retrain",
+    "search.concurrent": "the trials still to run",
+    "search.seeds": "the retrain: the best configuration (and the default) is retrained on the new seeds",
+    "train.threads": "the trials still to run and the retrain",
+}
 
 
 def check_dataset(run: RunDir, settings, fresh: bool) -> str:
@@ -64,6 +72,14 @@ def check_settings(folder: ModelDir, settings, extend_space: bool = False) -> bo
     if saved is None:
         return False
     changed = [key for key in differences(saved, settings) if key not in GROWS]
+    for key in [k for k in changed if k in RUNS]:
+        section, _, name = key.partition(".")
+        print(
+            f"[{settings.model_name}] {key} was {saved[section].get(name)!r}, now {settings.get(key)!r}: "
+            f"this applies to {RUNS[key]}",
+            flush=True,
+        )
+    changed = [key for key in changed if key not in RUNS]
     if changed == ["search.space"]:
         if extend_space:
             return True
@@ -79,9 +95,9 @@ def check_settings(folder: ModelDir, settings, extend_space: bool = False) -> bo
         section, _, name = key.partition(".")
         raise UserError(
             f"{folder.root} was started with {key}={saved[section].get(name)!r}, not "
-            f"{settings.get(key)!r}; rerun "
-            "with the same settings to resume, or pass --fresh to discard it, or --name to start another "
-            "sweep"
+            f"{settings.get(key)!r}, which changes what it searches; rerun with {key}="
+            f"{saved[section].get(name)!r} to resume, or pass --fresh to discard it, or --name to start "
+            f"another sweep (these may change on a resume: {', '.join(sorted(RUNS))}, and search.trials)"
         )
     return False
 

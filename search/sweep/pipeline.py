@@ -49,7 +49,7 @@ def sweep_model(settings: Settings, run: RunDir, options: SweepOptions) -> Summa
     folder = run.model(name)
     extend = not options.fresh and check_settings(folder, settings, options.extend_space)
     done = None if options.fresh or extend else folder.read_summary()
-    if done is not None and settings.search.trials <= done.trials["total"]:
+    if done is not None and settings.search.trials <= done.trials["total"] and done.seeds == _seeds(settings):
         _say_finished(name, settings.search.trials, done)
         return done
     start = time.time()
@@ -170,7 +170,11 @@ def _pick(name: str, records: list[TrialRecord]) -> TrialRecord:
     if best is None:
         found = counts(records)
         reasons = sorted({r.reason for r in records if r.reason})
-        hint = f"first reason: {reasons[0]}" if reasons else "raise --memory-budget or widen the search space"
+        hint = f"first reason: {reasons[0]}" if reasons else "widen the search space"
+        if any("memory budget" in r for r in reasons):  # every trial failed: nothing is lost by --fresh
+            hint += (
+                "; run the same command with a larger --memory-budget and --fresh (e.g. --memory-budget 4GB)"
+            )
         raise UserError(f"no {name} trial reached a validation loss ({found}); {hint}")
     print(
         f"[{name}] best trial {best.trial_id}: val loss {best.best_val_loss:.4f}, val acc "

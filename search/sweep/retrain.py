@@ -63,8 +63,9 @@ def _train_one(cfg: Settings, inputs: dict, info: dict, num_classes: int, seed: 
             )
         except MemoryBudgetExceeded as err:
             raise UserError(
-                f"retraining {cfg.model_name} (seed {seed}): {err}; raise --memory-budget "
-                "(the retrain runs in the driver, which also holds the data)"
+                f"retraining {cfg.model_name} (seed {seed}): {err}; run the same command again with a "
+                "larger --memory-budget: the finished trials are kept and the retrain runs with it (in the "
+                "driver, which also holds the data)"
             ) from None
     return model, result, watch
 
