@@ -23,7 +23,10 @@ from optuna.distributions import FloatDistribution
 from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
 from optuna.trial import TrialState, create_trial
 
-MIN_TRIALS = 20  # measured: BENCHMARKS.md, "Importance"
+# measured (BENCHMARKS.md, "Importance: how many trials, and null studies"; rt-lstm's seed noise): at 20
+# scored trials a knob that does not matter is called detected in under 1% of cases, and a knob that moves
+# the loss by 0.04 is found in 30% (40 trials: 70%, 60: 90%)
+MIN_TRIALS = 20
 REFITS = 200
 TREES = 16
 INTERVAL = (10, 90)  # percentiles over refits: an 80% interval

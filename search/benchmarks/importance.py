@@ -3,9 +3,10 @@ importance (search/analysis/importance.py: fANOVA refitted with fresh dummies) a
 (search/analysis/knobs.py) on synthetic studies shaped like the LSTM's space (11 knobs: floats, log-scaled
 floats, choices), with the noise of real training: the seed-to-seed spread of a configuration's best
 validation loss, measured on the rt-lstm curve bank. Null studies: no knob matters. Signal studies: one knob
-alone sets the loss. For each number of scored trials: how often the knob that matters is detected, and how
-often a knob that does not is called detected or flagged. MIN_TRIALS is the smallest number at which the first
-is at least 80% and the second at most 5%."""
+alone sets the loss. For each number of scored trials: how often the knob that matters is detected (power),
+and how often a knob that does not is called detected or flagged (at most 5% is the bar). MIN_TRIALS is where
+the report starts showing importance: the smallest size measured whose false detections stay under the bar;
+power is reported beside it, so that "no detectable effect" is read for what it is at that size."""
 
 import time
 
