@@ -203,6 +203,7 @@ def main(argv=None):
                     f"took over the lock of {run.root} from PID {holder.get('pid')}, no longer running",
                     flush=True,
                 )
+            run.remove_temporaries()  # what a writer killed halfway left (the lock is ours now)
             sweep(args, models, run, budget)
             from search.analysis.leaderboard import json_summary, load_sweep, write_leaderboard
 

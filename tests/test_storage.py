@@ -84,3 +84,44 @@ def test_how_a_sweep_runs_may_change_on_a_resume_and_what_it_searches_may_not(tm
         assert f"{key} was " in said and "this applies to" in said
     with pytest.raises(UserError, match=r"train.max_epochs=20.*--fresh.*search.memory_budget"):
         check_settings(folder, apply_params(settings, {"train.max_epochs": 3}))
+
+
+def test_a_killed_writers_temporaries_go_and_a_growing_sweep_forgets_its_old_summary(tmp_path, monkeypatch):
+    """Every write goes through a temporary file: what a kill -9 left is removed when the sweep's lock is
+    next taken. A sweep asked to grow is no longer finished: its old summary.json goes before it searches,
+    so a growth run that is interrupted is not read by the report as the finished sweep it was."""
+    import pytest
+
+    from search.core.settings import load_settings
+    from search.store.layout import RunDir
+    from search.sweep import pipeline
+    from search.sweep.pipeline import SweepOptions, sweep_model
+
+    run = RunDir(tmp_path / "imdb")
+    left = [run.root / ".leaderboard.json.tmp123", run.root / "lstm" / ".summary.json.tmp9"]
+    left += [
+        run.root / "lstm" / "model" / ".meta.json.tmp7",
+        run.root / "lstm" / "predictions" / ".x.npz.tmp1",
+    ]
+    for path in left:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("half")
+    kept = run.root / "lstm" / "summary.json"
+    kept.write_text("{}")
+    run.remove_temporaries()
+    assert not any(p.exists() for p in left) and kept.exists()
+
+    class Done:
+        trials = {"total": 3}
+        seeds = [42, 43, 44]
+
+    monkeypatch.setattr(run.model("lstm").__class__, "read_summary", lambda self: Done())
+    monkeypatch.setattr(pipeline, "check_settings", lambda *a, **k: False)
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "_sweep", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sweep_model(load_settings("lstm", {"search.trials": 5}), run, SweepOptions())
+    assert not kept.exists()  # asked for 5 of a finished 3: the old result is gone before the search

@@ -21,6 +21,7 @@ from search.sweep.replay import Bank, replay_curve
 LOGS = Path(__file__).resolve().parent / "logs"
 CELLS = (("tpe", "asha"), ("tpe", "fifo"), ("random", "asha"), ("random", "fifo"), ("qmc", "asha"))
 REFERENCE = ("random", "fifo")
+SHIPPED = ("tpe", "asha")
 FRACTIONS = (0.25, 0.5, 1.0)
 HELD_OUT = 0.2
 
@@ -166,6 +167,11 @@ def efficiency_rows(rows: list[dict], best: float, median: float) -> tuple[list[
         pairs = np.column_stack([ttt, ref_ttt])
         ratio, (low, high) = ert_ratio(pairs)
         ratios["+".join(cell)] = (ratio, low, high)
+        shipped = [runs[SHIPPED].get(s) for s in seeds]
+        versus = "-"
+        if all(shipped):  # the same seeds' ERT against the shipped TPE + ASHA's, paired
+            own = np.array([time_to(r["curve"], target, r["sim_s"]) for r in shipped], dtype=float)
+            versus = _interval(*ert_ratio(np.column_stack([ttt, own])), "{:.2f}")
         regret = {
             f: np.array([(best - best_at(r["curve"], f * horizon)) / (best - median) for r in mine])
             for f in FRACTIONS
@@ -181,6 +187,7 @@ def efficiency_rows(rows: list[dict], best: float, median: float) -> tuple[list[
                 _interval(ert(ttt[:, 0], ttt[:, 1]), None, "{:.0f}"),
                 f"{ttt[:, 1].mean():.0%}",
                 _interval(ratio, (low, high), "{:.2f}"),
+                versus,
                 *(_interval(*bootstrap(lambda x: float(iqm(x)), regret[f]), "{:.2f}") for f in FRACTIONS),
                 *(_interval(*bootstrap(lambda x: float(np.mean(x)), wins[f]), "{:.2f}") for f in FRACTIONS),
                 f"{np.median([r['sim_s'] for r in mine]):.0f}",

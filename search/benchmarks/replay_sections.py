@@ -118,7 +118,7 @@ def replayed_efficiency(ctx: Context) -> str:
     seeds, trials = (QUICK_SEEDS, 10) if ctx.plan.quick else (FULL_SEEDS, 20)
     log = log_path(ctx, "replay-efficiency")
     parts = []
-    headers = ["cell", "seeds", "ERT to target (sim s)", "reached", "ERT / random+FIFO"]
+    headers = ["cell", "seeds", "ERT to target (sim s)", "reached", "ERT / random+FIFO", "ERT / TPE+ASHA"]
     headers += [f"IQM regret at {f:.0%} of T" for f in proof.FRACTIONS]
     headers += [f"P(beats random+FIFO) at {f:.0%} of T" for f in proof.FRACTIONS]
     headers += ["median sim s"]

@@ -317,6 +317,21 @@ class RunDir:
     def ensemble(self) -> ModelDir:
         return ModelDir(self.root / self.ENSEMBLE)
 
+    def remove_temporaries(self) -> None:
+        """Temporary files that a writer killed halfway left in the run directory, its model folders, their
+        bundles and predictions (every write goes through a temporary file and a rename)."""
+        if not self.root.is_dir():
+            return
+        folders = [self.root, *(p for p in self.root.iterdir() if p.is_dir())]
+        folders += [
+            p / sub
+            for p in folders[1:]
+            for sub in (ModelDir.PREDICTIONS, ModelDir.BUNDLE)
+            if (p / sub).is_dir()
+        ]
+        for folder in folders:
+            files.remove_temporaries(folder)
+
     @property
     def baseline_model(self) -> ModelDir:
         return ModelDir(self.root / self.BASELINE_DIR)

@@ -52,6 +52,8 @@ def sweep_model(settings: Settings, run: RunDir, options: SweepOptions) -> Summa
     if done is not None and settings.search.trials <= done.trials["total"] and done.seeds == _seeds(settings):
         _say_finished(name, settings.search.trials, done)
         return done
+    if done is not None:  # to be finished again: until then the old result is not this sweep's result
+        folder.forget_summary()
     start = time.time()
     with MemoryWatch(2**62, hard_limit=False) as driver:  # the driver's own peak for this model
         return _sweep(settings, run, folder, done, options, extend, start, driver)
