@@ -4,10 +4,8 @@ change what it reads, and how it is timed from raw text.
 
 A new architecture is one module here, one `register(...)` line below and one configs/<name>.yaml. Nothing
 outside models/ names a model's inputs or decides by its knobs: the engine batches by the entry's `batching`,
-the
-sweep builds input variants in the entry's `build_order`, and what the inputs add to the data report travels
-in
-their info under REPORT.
+the sweep builds input variants in the entry's `build_order`, and what the inputs add to the data report
+travels in their info under REPORT.
 """
 
 from dataclasses import dataclass

@@ -1,10 +1,8 @@
 """How the training loop cuts a model's inputs into batches, said by the model's registry entry so that the
-loop
-names no input.
+loop names no input.
 
 Texts of similar length are batched together and each batch is cut to its longest text: outputs do not depend
-on
-the padding beyond it, and less padding is computed.
+on the padding beyond it, and less padding is computed.
 """
 
 from dataclasses import dataclass

@@ -1,7 +1,6 @@
 """An answer worth acting on, on synthetic predictions and studies: intervals and paired verdicts that can say
 tied, choices made on validation only, the ensemble kept only when it wins, importance against a dummy knob,
-and
-sweet spots flagged at the edge."""
+and sweet spots flagged at the edge."""
 
 import numpy as np
 import optuna

@@ -1,8 +1,7 @@
 """Benchmarks (not tests): speed, memory and search behaviour on this machine, as a table of sections.
 
 Each section is a function of a Context (sizes, data, encoder, archive) that returns its Markdown;
-search.bench
-runs the sections asked for and writes BENCHMARKS.md. It may import anything below the commands.
+search.bench runs the sections asked for and writes BENCHMARKS.md. It may import anything below the commands.
 """
 
 from search.benchmarks import (

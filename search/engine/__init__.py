@@ -1,8 +1,7 @@
 """The engine: the one training loop (fit, predict, evaluate) and the enforced memory budget.
 
 Used by search.train, by every sweep trial and by the retrain. It may import configs/, models/ and
-data_pipeline/,
-nothing else of search/, and knows nothing of Ray.
+data_pipeline/, nothing else of search/, and knows nothing of Ray.
 """
 
 from search.engine.loop import (

@@ -1,14 +1,11 @@
 """Writes that cannot half-happen, and reads that say what is wrong.
 
 Every file of a run directory is written under a temporary name beside it, flushed, and renamed into place: a
-full
-disk, a quota or a kill leaves the old file or the new one, never a part. A read of a damaged file is one
-line that
-names the file and how to recover.
+full disk, a quota or a kill leaves the old file or the new one, never a part. A read of a damaged file is one
+line that names the file and how to recover.
 
 For the fault tests, SWEETSPOT_FAIL_WRITE makes one write of this process fail halfway with ENOSPC, as a full
-disk
-would: a number N fails the Nth write, a file name the first write of that name.
+disk would: a number N fails the Nth write, a file name the first write of that name.
 """
 
 import csv

@@ -92,8 +92,7 @@ class SweepLock:
 
     def _check_holder(self, holder: dict | None) -> None:
         """We hold the OS lock; a holder file that names someone else is a driver that died (take over), or
-        one
-        on another host that the OS lock cannot see (refuse)."""
+        one on another host that the OS lock cannot see (refuse)."""
         if not holder:
             return
         if holder.get("host") == self.me["host"]:

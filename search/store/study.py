@@ -5,11 +5,9 @@ the model. `optuna.load_study(study_name="lstm", storage="sqlite:///runs/imdb/op
 Ray Tune's results are the source of truth (they survive a kill -9 and a resume). Each trial is added as it
 finishes, for a dashboard to follow the search; when the model's search ends the study is written afresh from
 those results, into a copy of the file that then replaces it, so it holds exactly the sweep's trials, each
-once
-and finished: completed trials COMPLETE with their best validation loss, ASHA-stopped ones PRUNED, errors
-FAIL,
-and every epoch's validation loss as an intermediate value. A damaged file is set aside and written again from
-the finished models' trials.csv and history.csv.
+once and finished: completed trials COMPLETE with their best validation loss, ASHA-stopped ones PRUNED, errors
+FAIL, and every epoch's validation loss as an intermediate value. A damaged file is set aside and written
+again from the finished models' trials.csv and history.csv.
 """
 
 import math

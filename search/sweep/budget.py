@@ -34,8 +34,7 @@ class TimeBudget:
 
     def gate(self, settings, default: bool):
         """gate(progress): whether another trial may start now. default: the default configuration is
-        retrained
-        too."""
+        retrained too."""
         retrains = settings.search.seeds * (2 if default else 1)
 
         def allow(progress) -> bool:  # search.sweep.progress.Progress

@@ -51,8 +51,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
 def _kill_at_once(node) -> None:
     """Ray's shutdown sends its processes SIGTERM and waits a second on each before it kills them; ours ignore
     SIGTERM (blocked above), so it would wait on every one. Have it kill them at once; it still disconnects
-    the
-    driver first."""
+    the driver first."""
     kill = node.kill_all_processes
     node.kill_all_processes = lambda *args, **kwargs: kill(*args, **(kwargs | {"allow_graceful": False}))
 

@@ -1,11 +1,9 @@
 """The inputs a sweep hands its trials. The data is prepared once, at the longest max_len the space holds, and
 cut per value. Before the search the driver makes every input variant the space can choose (the values of
 data.max_len and of the registry entry's `input_keys`), so that what is costly (an encoder's pass) is done
-once
-and cached on disk; each trial then builds its own variant's inputs from the prepared train and val splits and
-that cache (memory-mapped encoder states), so no large array travels through Ray or sits in the driver. The
-test
-split is not among them."""
+once and cached on disk; each trial then builds its own variant's inputs from the prepared train and val
+splits and that cache (memory-mapped encoder states), so no large array travels through Ray or sits in the
+driver. The test split is not among them."""
 
 import dataclasses
 import itertools

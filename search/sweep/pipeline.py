@@ -190,8 +190,7 @@ def _retrain(
     settings: Settings, records, best: TrialRecord, data: PreparedData, folder: ModelDir, cpus: int, options
 ):
     """(the tuned configuration's retrain summary, the default's or None, the data report): the tuned one
-    saved
-    as the bundle, every seed's predictions kept."""
+    saved as the bundle, every seed's predictions kept."""
     name, seeds = settings.model_name, _seeds(settings)
     tuned_settings = apply_params(settings, best.params)
     inputs, info = model_inputs(tuned_settings, data, ("train", "val", "test"), options.cache_dir)

@@ -1,6 +1,5 @@
 """What a running sweep shows: a progress line per finished trial, and each trial in the model's Optuna study
-as
-soon as it ends (for optuna-dashboard)."""
+as soon as it ends (for optuna-dashboard)."""
 
 import time
 

@@ -10,10 +10,8 @@ from search.sweep.storage import filesystem, join
 
 def from_result(result, experiment: str) -> TrialRecord:
     """A record from one of Ray Tune's Result objects (a ResultGrid's item). Its epochs are read from the
-    trial's
-    folder under `experiment`: after a sweep was moved (copied to another disk, say), Ray's own view of a
-    resumed
-    experiment can still point at the old place."""
+    trial's folder under `experiment`: after a sweep was moved (copied to another disk, say), Ray's own view
+    of a resumed experiment can still point at the old place."""
     metrics = result.metrics or {}
     trial_id = metrics.get("trial_id") or Path(str(result.path)).name
     path = join(experiment, trial_id)

@@ -1,7 +1,6 @@
 """Retrain a configuration once per seed, evaluate on test and keep every prediction: the only code that reads
 test. The tuned configuration's weights go into the bundle; the default configuration is retrained the same
-way
-to say what the search bought."""
+way to say what the search bought."""
 
 import dataclasses
 import statistics
@@ -46,8 +45,7 @@ def text_inference_rate(
 
 def _train_one(cfg: Settings, inputs: dict, info: dict, num_classes: int, seed: int):
     """(model, fit result, watch) of one seed, under the sweep's memory budget (in the driver, whose RSS
-    includes
-    the data it holds)."""
+    includes the data it holds)."""
     seed_everything(seed)
     release_memory()
     with MemoryWatch(parse_bytes(cfg.search.memory_budget), hard_limit=False) as watch:
@@ -77,8 +75,7 @@ def _probabilities(model, data: dict, cfg: Settings) -> np.ndarray:
 
 def save_weights(bundle: BundleDir, seed: int, model) -> None:
     """The whole module as trained: for a head on cached encoder outputs that is the head (and any unfrozen
-    top
-    layers); the frozen encoder below is loaded again by name (search/sweep/bundle.py)."""
+    top layers); the frozen encoder below is loaded again by name (search/sweep/bundle.py)."""
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     files.write_with(bundle.weights(seed), lambda tmp: save_file(tensors, str(tmp)))
 

@@ -23,8 +23,8 @@ TOLD = "told"  # user attribute of a trial told to the sampler, never run here
 
 class Gate:
     """Whether another trial may start (the time budget). It lives outside the searcher, which Ray pickles
-    into
-    the experiment's state, and is asked only when a trial could start now (below the concurrency limit)."""
+    into the experiment's state, and is asked only when a trial could start now (below the concurrency
+    limit)."""
 
     def __init__(self):
         self.allow: Optional[Callable[[], bool]] = None

@@ -26,8 +26,7 @@ def run_trial(
     config: dict, settings: Settings, inputs: TrialInputs, num_classes: int, budget_bytes: int, cpus: int
 ):
     """config: {"model.dropout": 0.2, ...}, the sampled point; inputs: search.sweep.inputs.sweep_inputs's,
-    from
-    which the trial builds the inputs its configuration reads."""
+    from which the trial builds the inputs its configuration reads."""
     trial_dir = Path(tune.get_context().get_trial_dir())
 
     def note_kill(reason: str) -> None:

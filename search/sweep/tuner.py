@@ -26,8 +26,7 @@ from search.sweep.trial import run_trial
 
 class TellTune(tune.Callback):
     """Asks Ray Tune to stop at its next step once a signal came (search/sweep/interrupt.py): Tune's handler
-    for
-    SIGUSR1 is in place while it runs its loop, which is where this callback is called from."""
+    for SIGUSR1 is in place while it runs its loop, which is where this callback is called from."""
 
     def __init__(self):
         self.told = False

@@ -1,9 +1,8 @@
 """--warm-start RUN_DIR: an earlier sweep of the same model informs today's sampler before its first trial.
 
 Its scored trials (completed, or stopped by ASHA: at their best loss) that lie inside today's space are told
-to
-the sampler; a knob the earlier sweep did not search takes the value it then had. They never count toward the
-trials asked for, are never chosen as best and never enter importance: they are not trials of this sweep.
+to the sampler; a knob the earlier sweep did not search takes the value it then had. They never count toward
+the trials asked for, are never chosen as best and never enter importance: they are not trials of this sweep.
 """
 
 from configs.errors import UserError
