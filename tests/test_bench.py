@@ -74,29 +74,38 @@ def test_only_runs_the_sections_asked_for_and_refuses_unknown_ones(tmp_path):
     ]
 
 
-def test_quick_replayed_sections_run_through_the_real_search(tmp_path):
-    """The curve-bank sections on the tiny shipped bank: every cell of the replayed efficiency, the trust
-    figures and the defaults table, through Ray Tune, Optuna and ASHA; the logs are written as sweeps end."""
+def quick(sections: str, work) -> str:
     proc = subprocess.run(
-        [sys.executable, "-m", "search.bench", "--quick"]
-        + ["--only", "bank,trust,efficiency,defaults,driver-memory"]
-        + ["--work", str(tmp_path)],
+        [sys.executable, "-m", "search.bench", "--quick", "--only", sections, "--work", str(work)],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = proc.stdout
-    for heading in (
-        "Curve bank",
-        "Replay: how far it can be trusted",
-        "Replay: ASHA's premise",
-        "Search efficiency (replayed)",
-        "Defaults",
-    ):
-        assert f"## {heading}" in report
+    return proc.stdout
+
+
+def test_quick_replayed_efficiency_runs_every_cell_through_the_real_search(tmp_path):
+    """python -m search.bench --only efficiency --quick: every cell replayed on the tiny shipped bank through
+    Ray Tune, Optuna and ASHA (its time is in docs/development.md's slowest tests), each sweep logged as it
+    ends."""
+    report = quick("efficiency", tmp_path)
+    assert "## Search efficiency (replayed)" in report
     for cell in ("tpe + asha", "tpe + fifo", "random + asha", "random + fifo", "qmc + asha"):
         assert f"| {cell} " in report
     lines = (tmp_path / "replay-efficiency-quick.jsonl").read_text().splitlines()
     assert len(lines) == 5 * 2  # five cells, two search seeds
+
+
+def test_quick_bank_sections(tmp_path):
+    """The bank, the replay's trust, the defaults table and the driver's memory over a long replay."""
+    report = quick("bank,trust,defaults,driver-memory", tmp_path)
+    for heading in (
+        "Curve bank",
+        "Replay: how far it can be trusted",
+        "Replay: ASHA's premise",
+        "Defaults",
+        "Replay: driver memory",
+    ):
+        assert f"## {heading}" in report
     assert len((tmp_path / "replay-defaults-quick.jsonl").read_text().splitlines()) == 3 * 2
