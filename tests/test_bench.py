@@ -70,7 +70,7 @@ def test_only_runs_the_sections_asked_for_and_refuses_unknown_ones(tmp_path):
     )
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         "error: --only 42: no such section; choose from 1, 2, 3, 4, 4b, 5, 5b, 6, 7, bank, trust, "
-        "efficiency, efficiency-real, defaults, importance, stability"
+        "efficiency, efficiency-real, defaults, driver-memory, importance, stability"
     ]
 
 
