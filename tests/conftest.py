@@ -104,16 +104,3 @@ def run_cli(main, argv, capsys):
         code = exc.code if isinstance(exc.code, int) else 1
     out = capsys.readouterr()
     return code, out.out, out.err
-
-
-@pytest.fixture(scope="session")
-def ray_local():
-    """One local Ray instance in the test process, for every test that runs searches in-process (replays):
-    started once, stopped when the session ends."""
-    import ray
-
-    from search.sweep.cluster import connect
-
-    connect(None)
-    yield
-    ray.shutdown()

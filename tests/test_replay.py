@@ -15,6 +15,20 @@ TINY = TASKS["tiny-lstm"]
 
 
 @pytest.fixture(scope="module")
+def ray_local():
+    """One local Ray instance in the test process for this module's replays, stopped when the module ends:
+    a driver whose Ray is stopped from outside (test_sweep's `ray stop --force`) dies with it, so none may
+    outlive the module that started it."""
+    import ray
+
+    from search.sweep.cluster import connect
+
+    connect(None)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
 def bank(tmp_path_factory):
     path = synthetic_bank(TINY, 64, tmp_path_factory.mktemp("bank") / "tiny.jsonl.gz")
     return load_bank(path)
