@@ -11,10 +11,10 @@ from optuna.trial import TrialState, create_trial
 from search.analysis import ensemble as ensembles
 from search.analysis.importance import DETECT, MIN_TRIALS, REFITS, knob_importance
 from search.analysis.knobs import knob_rows
-from search.analysis.tables import knob_table
 from search.analysis.leaderboard import build, save_ensemble_bundle
 from search.analysis.rows import Row, compare
 from search.analysis.stats import holm, metric_intervals, paired
+from search.analysis.tables import knob_table
 from search.store.layout import Predictions, RunDir
 from search.store.records import SUMMARY_FORMAT, Baseline, Summary
 
@@ -160,6 +160,25 @@ def test_the_ensemble_is_kept_only_when_it_wins_on_cross_fitted_validation():
     assert not dropped.kept and dropped.best_single == "good"
 
 
+def completed_study(trials: list[tuple[dict, float]], dists: dict) -> optuna.Study:
+    """An in-memory study of COMPLETE trials, each with its loss as the best validation loss, as a sweep's
+    study holds them."""
+    study = optuna.create_study()
+    study.add_trials(
+        [
+            create_trial(
+                state=TrialState.COMPLETE,
+                value=loss,
+                params=params,
+                distributions=dists,
+                user_attrs={"best_val_loss": loss},
+            )
+            for params, loss in trials
+        ]
+    )
+    return study
+
+
 def synthetic_study(n: int, seed: int = 0) -> optuna.Study:
     """Twelve knobs, of which model.dropout alone sets the loss (plus noise); lr's best values sit at its
     top."""
@@ -184,18 +203,8 @@ def synthetic_study(n: int, seed: int = 0) -> optuna.Study:
             for k, d in dists.items()
         }
         loss = 0.4 + 0.5 * (params["model.dropout"] - 0.1) ** 2 + 0.002 * rng.standard_normal()
-        trials.append(
-            create_trial(
-                state=TrialState.COMPLETE,
-                value=loss,
-                params=params,
-                distributions=dists,
-                user_attrs={"best_val_loss": loss},
-            )
-        )
-    study = optuna.create_study()
-    study.add_trials(trials)
-    return study
+        trials.append((params, loss))
+    return completed_study(trials, dists)
 
 
 def test_the_dummy_sets_the_bar_where_one_knob_alone_sets_the_loss():
@@ -240,18 +249,8 @@ def edge_study() -> optuna.Study:
         lr = float(10 ** (-4 + 2 * (i / 19) ** 0.5))  # more trials near the top, as TPE would put them
         params = {"train.lr": lr, "model.dropout": float(rng.uniform(0, 0.6))}
         loss = 0.5 - 0.05 * (np.log10(lr) + 4)
-        trials.append(
-            create_trial(
-                state=TrialState.COMPLETE,
-                value=loss,
-                params=params,
-                distributions=dists,
-                user_attrs={"best_val_loss": loss},
-            )
-        )
-    study = optuna.create_study()
-    study.add_trials(trials)
-    return study
+        trials.append((params, loss))
+    return completed_study(trials, dists)
 
 
 def test_a_sweet_spot_at_a_bound_is_flagged_edge_and_a_knob_without_effect_gets_no_flag():
@@ -293,18 +292,8 @@ def choice_study(signal: bool, n: int = 24, seed: int = 7) -> optuna.Study:
         }
         effect = {32: 0.04, 64: 0.02, 128: 0.0}[params["model.hidden_dim"]] if signal else 0.0
         loss = 0.5 + effect + 0.004 * rng.standard_normal()
-        trials.append(
-            create_trial(
-                state=TrialState.COMPLETE,
-                value=loss,
-                params=params,
-                distributions=dists,
-                user_attrs={"best_val_loss": loss},
-            )
-        )
-    study = optuna.create_study()
-    study.add_trials(trials)
-    return study
+        trials.append((params, loss))
+    return completed_study(trials, dists)
 
 
 def test_a_choice_knob_that_matters_is_flagged_at_its_edge_and_a_null_study_flags_nothing():

@@ -15,6 +15,7 @@ from search.analysis.tables import (
     DETAIL_HEADERS,
     DETAIL_NOTE,
     KNOB_HEADERS,
+    _points,
     analysis_lines,
     detail_rows,
     knob_table,
@@ -73,10 +74,6 @@ def build(run: RunDir) -> Board:
     )
     board.notes = notes(board, labels)
     return board
-
-
-def _points(x: float) -> str:
-    return f"{100 * x:+.1f}"
 
 
 def notes(board: Board, labels: dict) -> list[str]:

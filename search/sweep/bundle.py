@@ -172,11 +172,10 @@ class Bundle:
         return seed_mean(self.seed_probs(texts, seeds or [self.best_seed()]))
 
 
-@dataclass
-class EnsembleBundle:
-    path: BundleDir
+class Seedless:
+    """A served model without retrain seeds of its own (the ensemble, the baseline): its labels from meta."""
+
     meta: dict
-    members: dict  # {model: Bundle}
 
     @property
     def label_names(self) -> list[str]:
@@ -185,6 +184,13 @@ class EnsembleBundle:
     @property
     def seeds(self) -> list[int]:
         return []
+
+
+@dataclass
+class EnsembleBundle(Seedless):
+    path: BundleDir
+    meta: dict
+    members: dict  # {model: Bundle}
 
     def predict(self, texts: list[str], seeds=None) -> np.ndarray:
         """The weighted mean of each member's probabilities averaged over all its seeds, as the ensemble was
@@ -194,21 +200,13 @@ class EnsembleBundle:
 
 
 @dataclass
-class BaselineBundle:
+class BaselineBundle(Seedless):
     """TF-IDF + logistic regression as it was fitted, rebuilt from its vocabulary, idf and weights."""
 
     path: BundleDir
     meta: dict
     vectorizer: object
     classifier: object
-
-    @property
-    def label_names(self) -> list[str]:
-        return self.meta["label_names"]
-
-    @property
-    def seeds(self) -> list[int]:
-        return []
 
     def predict(self, texts: list[str], seeds=None) -> np.ndarray:
         pre = self.meta["preprocess"]
