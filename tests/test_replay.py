@@ -141,3 +141,18 @@ def test_a_bank_from_another_space_or_a_bad_file_is_refused(tmp_path, bank):
         load_bank(bad)
     append(bad, {"x": 1})
     assert bad.stat().st_size > 0
+
+
+def test_the_bank_command_says_what_is_wrong_in_one_line(tmp_path, capsys):
+    from conftest import run_cli
+
+    from search.bank import main
+
+    for argv, said in (
+        (["show", "tiny-lstm", "--bank", str(tmp_path / "none.jsonl.gz")], "no curve bank at"),
+        (["replay", "tiny-lstm", "--bank", str(tmp_path / "none.jsonl.gz")], "no curve bank at"),
+        (["record", "tiny-lstm", "--configs", "0"], "record at least 1 configuration"),
+        (["replay", "tiny-lstm", "--time-budget", "soon"], "is not a duration"),
+    ):
+        code, _, err = run_cli(main, argv, capsys)
+        assert code == 2 and said in err and len(err.strip().splitlines()) == 1, (argv, err)
