@@ -52,10 +52,10 @@ def wait_until(proc: subprocess.Popen, ready, log: Path, timeout: float = 300) -
     assert ready(), "the point never came"
 
 
-def kill_when(cmd, ready, log: Path, timeout: float = 300, must_kill: bool = True) -> None:
+def kill_when(cmd, ready, log: Path, timeout: float = 300, must_kill: bool = True, env=None) -> None:
     """Start a sweep, wait until ready() holds, then SIGKILL its driver and the Ray processes it started.
     must_kill=False: a sweep that ends first is fine (a random kill point may lie past its end)."""
-    proc = start(cmd, log)
+    proc = start(cmd, log, env=env)
     try:
         deadline = time.time() + timeout
         while time.time() < deadline and proc.poll() is None and not ready():

@@ -381,11 +381,22 @@ def trial_nodes(runs, model) -> set[str]:
     return {row["node"] for row in RunDir(Path(runs) / "imdb").model(model).read_trial_rows()}
 
 
+AUTH = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+def token_env(tmp_path, token: str = "0123456789abcdef" * 4) -> dict:
+    """A driver's environment on a machine that holds a token, in a file of the test's own."""
+    path = tmp_path / "auth_token"
+    path.write_text(token)
+    return {k: v for k, v in os.environ.items() if k not in AUTH} | {"RAY_AUTH_TOKEN_PATH": str(path)}
+
+
 def test_address_joins_that_cluster_and_no_address_never_does(tmp_path):
     port = free_port()
     ray = str(Path(sys.executable).parent / "ray")
-    # Ray maps 127.0.0.1 to the machine's network address unless told to stay on loopback.
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    # Ray maps 127.0.0.1 to the machine's network address unless told to stay on loopback. The head uses token
+    # authentication; the driver follows it (the two-node test below joins a cluster without it).
+    env = token_env(tmp_path) | {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     start = [
         ray,
         "start",
@@ -395,11 +406,12 @@ def test_address_joins_that_cluster_and_no_address_never_does(tmp_path):
         "--include-dashboard=false",
         "--disable-usage-stats",
     ]
-    started = subprocess.run(start, capture_output=True, text=True, env=env, timeout=120)
+    started = subprocess.run(
+        start, capture_output=True, text=True, env=env | {"RAY_AUTH_MODE": "token"}, timeout=120
+    )
     assert started.returncode == 0, started.stderr[-2000:]
     try:
         query = (
-            # connect() authenticates with a token where one exists, as the driver does
             "import json, ray; from search.sweep.cluster import connect; connect('127.0.0.1:%d'); "
             "print(json.dumps([n['NodeID'] for n in ray.nodes()]))" % port
         )
@@ -415,6 +427,22 @@ def test_address_joins_that_cluster_and_no_address_never_does(tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert summary(joined, "rnn").trials["total"] == 2
         assert trial_nodes(joined, "rnn") <= cluster and trial_nodes(joined, "rnn")
+        # No token here, or another token: one line that names token authentication, at once.
+        home = tmp_path / "home"
+        home.mkdir()
+        no_token = {k: v for k, v in env.items() if k != "RAY_AUTH_TOKEN_PATH"} | {"HOME": str(home)}
+        wrong = token_env(tmp_path / "home", "f" * 64) | {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+        for driver, words in [(no_token, "uses token authentication"), (wrong, "refused this machine's")]:
+            began = time.monotonic()
+            proc = subprocess.run(
+                tune_cmd(tmp_path / "refused", "--model", "rnn", "--address", address),
+                capture_output=True,
+                text=True,
+                env=driver,
+                timeout=120,
+            )
+            assert proc.returncode == 2 and words in proc.stderr.strip().splitlines()[-1], proc.stderr[-2000:]
+            assert "Traceback" not in proc.stderr and time.monotonic() - began < 60
 
         # Without --address: a private instance, even with RAY_ADDRESS naming that 1-CPU cluster and its
         # address file in Ray's temp directory; --cpus 2 would be refused there.
@@ -629,15 +657,17 @@ def live_trials(sweep: Path, model: str) -> list:
         return []
 
 
-def test_two_nodes_run_trials_in_parallel_with_shared_storage_and_resume(tmp_path):
+def test_two_nodes_run_trials_in_parallel_with_shared_storage_and_resume(tmp_path, monkeypatch):
     """A real two-node Ray cluster on this machine (1 CPU each): --concurrent 2 puts trials on both nodes,
     trial results go to --storage, and a kill -9 of the driver mid-sweep is resumed from that storage."""
+    from ray._raylet import Config
     from ray.cluster_utils import Cluster
 
-    from search.sweep.cluster import enable_token_auth_if_available
-
-    # As `ray start` does, and as the driver does when it joins: token authentication where a token exists.
-    enable_token_auth_if_available()
+    # A cluster without token authentication, joined from a machine that holds a token (Ray writes
+    # ~/.ray/auth_token on any local start): the driver must follow the cluster, or every trial is cancelled.
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    Config.initialize("")
+    driver = token_env(tmp_path)
     gib = 2**30
     node = {"num_cpus": 1, "memory": 3 * gib, "object_store_memory": 200 * 2**20}
     cluster = Cluster(initialize_head=True, head_node_args=node, connect=False)
@@ -649,19 +679,19 @@ def test_two_nodes_run_trials_in_parallel_with_shared_storage_and_resume(tmp_pat
             runs, "--model", "lstm", "--trials", "4", "--epochs", "3", "--address", cluster.address
         )
         # Several nodes and no --storage: trial files would stay on each node's disk. Refused, one line.
-        code, out, err = run(base + ["--concurrent", "2"])
+        code, out, err = run(base + ["--concurrent", "2"], env=driver)
         assert code == 2 and "--storage DIR that every node mounts" in err and "Traceback" not in err
-        code, out, err = run(base + ["--memory-budget", "5GB", "--storage", str(storage)])
+        code, out, err = run(base + ["--memory-budget", "5GB", "--storage", str(storage)], env=driver)
         assert code == 2 and "more than any Ray node offers (3.0 GiB)" in err
         cmd = base + ["--concurrent", "2", "--storage", str(storage)]
         trials = storage / "imdb" / "lstm"
         # Killed once the live study holds a finished trial: the dashboard sees trials while they run.
         durable = lambda: durable_ids(live_trials(runs / "imdb", "lstm"))  # noqa: E731
-        kill_when(cmd, lambda: len(durable()) >= 1, tmp_path / "run1.log")
+        kill_when(cmd, lambda: len(durable()) >= 1, tmp_path / "run1.log", env=driver)
         assert {t.state.name for t in live_trials(runs / "imdb", "lstm")} <= {"COMPLETE", "PRUNED"}
         before = ended_results(trials, durable())
         assert before  # the check below has something to check
-        code, out, err = run(cmd)
+        code, out, err = run(cmd, env=driver)
         assert code == 0, err[-3000:]
         s = summary(runs)
         assert s.trials["total"] == 4 and (storage / STORAGE_MARKER).is_file()
@@ -673,6 +703,8 @@ def test_two_nodes_run_trials_in_parallel_with_shared_storage_and_resume(tmp_pat
         assert re.search(r"\([01] running\)", (tmp_path / "run1.log").read_text())
     finally:
         cluster.shutdown()
+        monkeypatch.delenv("RAY_AUTH_MODE")
+        Config.initialize("")
 
 
 def test_a_storage_that_cannot_be_opened_is_a_clear_error(tmp_path):

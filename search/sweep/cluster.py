@@ -7,6 +7,8 @@ import socket
 
 import optuna
 import ray
+from ray._raylet import AuthenticationTokenLoader, Config, GcsClient
+from ray.exceptions import AuthenticationError
 
 from configs.errors import UserError
 
@@ -17,7 +19,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if address:
         _check_reachable(address)
-        enable_token_auth_if_available()
+        follow_cluster_auth(address)
         try:
             ray.init(address=address, log_to_driver=False, logging_level="ERROR")
         except Exception as err:  # Ray raises ConnectionError, RuntimeError or its own types here
@@ -56,16 +58,39 @@ def _kill_at_once(node) -> None:
     node.kill_all_processes = lambda *args, **kwargs: kill(*args, **(kwargs | {"allow_graceful": False}))
 
 
-def enable_token_auth_if_available() -> None:
-    """`ray start` turns token authentication on whenever a token is available (~/.ray/auth_token); a driver
-    does not, and is then refused. Do what `ray start` does; RAY_AUTH_MODE, when set, still decides."""
-    try:
-        from ray._private.authentication.authentication_token_setup import (
-            maybe_enable_token_auth_if_token_available,
-        )
-    except ImportError:  # a Ray without token authentication
+def follow_cluster_auth(address: str) -> None:
+    """Use token authentication exactly when the cluster does. A driver that holds a token (Ray writes
+    ~/.ray/auth_token on any local start) turns it on, and a cluster started without it then accepts the
+    driver but cancels every trial's actor; a driver without it is refused by a cluster that has it. So ask
+    the cluster without a token first: it answers, or refuses at once for the token."""
+    if address.startswith("ray://"):  # Ray Client: its server, not the GCS, answers there
         return
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    if _answers(address, "disabled"):
+        return
+    if not AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
+        raise UserError(
+            f"the Ray cluster at {address} uses token authentication and this machine has no token; copy "
+            "the head's ~/.ray/auth_token here, or set RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to it"
+        )
+    if not _answers(address, "token"):
+        raise UserError(
+            f"the Ray cluster at {address} refused this machine's authentication token; set RAY_AUTH_TOKEN "
+            "(or RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token) to the token the head was started with"
+        )
+
+
+def _answers(address: str, mode: str) -> bool:
+    """Does the cluster's GCS answer a driver in this RAY_AUTH_MODE? Sets the mode for this process and the
+    processes it starts, as `ray start` does."""
+    os.environ["RAY_AUTH_MODE"] = mode
+    Config.initialize("")  # Ray caches its config; this makes the process see the new mode
+    try:
+        GcsClient(address=address).internal_kv_get(b"sweetspot-auth-probe", None, timeout=10)
+    except AuthenticationError:
+        return False
+    except Exception:  # noqa: BLE001 - not about authentication: ray.init says what is wrong
+        return True
+    return True
 
 
 def _check_reachable(address: str) -> None:
