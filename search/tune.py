@@ -24,6 +24,7 @@ from search.store.layout import RunDir
 from search.store.lock import SweepLock
 from search.sweep.budget import TimeBudget
 from search.sweep.interrupt import SIGNALS
+from search.sweep.replay import bank_file, check_bank, load_bank
 
 # Ray, SciPy and scikit-learn are imported after the lock is taken (in sweep() and report()): a second driver
 # on a
@@ -88,6 +89,18 @@ def parse_args(argv):
         help=f"trials at once (default {SearchConfig.concurrent}); each has --cpus CPUs and its memory",
     )
     g.add_argument(
+        "--replay",
+        metavar="BANK",
+        help="a rehearsal: trials replay a curve bank's recorded curves (a shipped bank's name, e.g. tiny-lstm, "
+        "or a file from python -m search.bank) instead of training; the retrains still train",
+    )
+    g.add_argument(
+        "--replay-epoch-s",
+        type=float,
+        metavar="S",
+        help="wall seconds each replayed epoch lasts (default 0)",
+    )
+    g.add_argument(
         "--storage",
         help="where trial results and checkpoints go: a directory every node mounts, or s3://, gs:// "
         "(default: the runs directory; required on a cluster of several nodes)",
@@ -102,6 +115,8 @@ def search_overrides(args) -> dict:
         "search.memory_budget": args.memory_budget,
         "search.concurrent": args.concurrent,
         "search.storage": args.storage,
+        "search.replay": args.replay,
+        "search.replay_epoch_s": args.replay_epoch_s,
     }
     return {k: v for k, v in out.items() if v is not None}
 
@@ -139,6 +154,10 @@ def check_args(args) -> None:
         parse_duration(args.time_budget)
     for path in args.warm_start:
         require(Path(path).is_dir(), f"--warm-start {path}: no such sweep folder; give a runs/<name> folder")
+    require(
+        not (args.replay and args.model == "all"),
+        "--replay: a curve bank holds one model's curves; use it with a single --model",
+    )
 
 
 def ensure_baseline(run: RunDir, data, identity: str, min_token_len: int) -> None:
@@ -192,6 +211,8 @@ def main(argv=None):
     start = psutil.Process().create_time()  # the command's start: a time budget counts its imports too
     models = list(MODELS) if args.model == "all" else [args.model]
     first = settings_from_args(models[0], args, search_overrides(args))
+    if first.search.replay:
+        check_bank(load_bank(bank_file(first.search.replay)), first)
     run = RunDir(Path(args.runs_dir) / (args.name or default_name(first)))
     budget = TimeBudget(parse_duration(args.time_budget), models, start) if args.time_budget else None
     SIGNALS.install()

@@ -496,8 +496,21 @@ def test_more_cpus_than_a_node_has_is_a_clear_error(tmp_path):
         (["--model", "all", "--config", "lstm.yaml"], "use it with a single --model"),
         (["--model", "rnn", "--time-budget", "soon"], "time budget 'soon' is not a duration"),
         (["--model", "rnn", "--warm-start", "nowhere"], "--warm-start nowhere: no such sweep folder"),
+        (["--model", "all", "--replay", "tiny-lstm"], "a curve bank holds one model's curves"),
+        (["--model", "rnn", "--replay", "tiny-lstm"], "holds lstm curves, not rnn's"),
+        (["--model", "lstm", "--replay", "tiny-lstm", "--epochs", "4"], "more than the bank recorded (3)"),
+        (["--model", "lstm", "--replay", "nosuch.jsonl.gz"], "no curve bank at nosuch.jsonl.gz"),
     ],
-    ids=["concurrent 0", "one model's config with all", "bad time budget", "missing warm start"],
+    ids=[
+        "concurrent 0",
+        "one model's config with all",
+        "bad time budget",
+        "missing warm start",
+        "replay with all",
+        "replay of another model",
+        "replay past the bank",
+        "replay of no bank",
+    ],
 )
 def test_bad_search_options_are_one_line_and_exit_2(argv, expected, tmp_path, capsys):
     code, out, err = run_cli(tune, ["--runs-dir", str(tmp_path), *argv], capsys)

@@ -25,9 +25,8 @@ from search.core.settings import apply_params, load_settings
 from search.engine import fit, seed_everything
 from search.engine.loop import TrainingDiverged
 from search.sweep.inputs import model_inputs, prepare_for_sweep
-from search.sweep.replay import Run, append, load_bank
+from search.sweep.replay import BANKS, Run, append, load_bank
 
-BANKS = Path(__file__).resolve().parent / "banks"
 SEEDS = (42, 43)  # the training seeds: TrainConfig's default, and the second seed's
 SECOND_SEED_EVERY = 5
 SOBOL_SEED = 0

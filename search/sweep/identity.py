@@ -20,6 +20,7 @@ RUNS = {
     "search.concurrent": "the trials still to run",
     "search.seeds": "the retrain: the best configuration (and the default) is retrained on the new seeds",
     "train.threads": "the trials still to run and the retrain",
+    "search.replay_epoch_s": "the replayed trials still to run",
 }
 
 

@@ -25,6 +25,7 @@ from search.sweep.extend import set_aside
 from search.sweep.identity import begin, check_settings
 from search.sweep.inputs import model_inputs, prepare_for_sweep, sweep_inputs
 from search.sweep.interrupt import SIGNALS
+from search.sweep.replay import bank_file, load_bank, replay_trainable
 from search.sweep.results import choose_best, counts
 from search.sweep.retrain import retrain
 from search.sweep.storage import check_storage, join, tidy
@@ -151,13 +152,26 @@ def _search(
     gate = options.budget.gate(settings, options.default) if options.budget else None
     return run_search(
         settings,
-        trainable(settings, inputs, data.num_classes, cpus),
+        _trainable(settings, inputs, data.num_classes, cpus),
         experiment,
         name,
         on_trial=lambda record: study.add_trial(run, name, record, settings.space),
         told=told,
         gate=gate,
     )
+
+
+def _trainable(settings: Settings, inputs, num_classes: int, cpus: int):
+    """Trials that train, or (search.replay) trials that replay a bank's curves: a rehearsal of the sweep."""
+    if settings.search.replay is None:
+        return trainable(settings, inputs, num_classes, cpus)
+    bank = load_bank(bank_file(settings.search.replay))
+    print(
+        f"[{settings.model_name}] a rehearsal: trials replay the curves of {bank.meta.get('title', 'a bank')} "
+        "(nothing is trained in the search; the retrains train)",
+        flush=True,
+    )
+    return replay_trainable(settings, bank, pause_s=settings.search.replay_epoch_s)
 
 
 def _record(run: RunDir, folder: ModelDir, settings, records: list[TrialRecord], experiment: str) -> None:

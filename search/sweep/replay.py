@@ -31,6 +31,7 @@ from configs.errors import UserError
 
 # One epoch's record: what the training loop saw, and what it cost.
 EPOCH_FIELDS = ("val_loss", "val_acc", "train_loss", "cpu_s", "wall_s")
+BANKS = Path(__file__).resolve().parents[1] / "benchmarks" / "banks"  # the shipped banks, package data
 
 
 @dataclass
@@ -152,6 +153,12 @@ def load_bank(path: Path) -> Bank:
     return Bank(meta, runs)
 
 
+def bank_file(name: str) -> Path:
+    """A shipped bank by its name (tiny-lstm, rt-lstm, rt-rnn), else a bank's file."""
+    shipped = BANKS / f"{name}.jsonl.gz"
+    return shipped if shipped.is_file() else Path(name)
+
+
 def append(path: Path, row: dict) -> None:
     """One gzip member, one JSON line. A member cut short (the process killed while writing) is cut off
     first, so that what follows it can be read."""
@@ -212,13 +219,18 @@ def replay_trial(
     search_seed: int,
     pause_s: float = 0.0,
     checkpoints: bool = True,
+    fixed: dict | None = None,
 ):
     """A Ray Tune function trainable: the recorded curve of the configuration nearest to `config`, reported
     epoch by epoch with a checkpoint, as search/sweep/trial.py reports a trained one. pause_s: wall seconds
     each epoch takes (the tests of kills and signals want epochs that last). checkpoints: off where nothing
-    will resume (a benchmark's throwaway sweeps), which makes a replayed trial about twice as fast."""
+    will resume (a benchmark's throwaway sweeps), which makes a replayed trial about twice as fast. fixed:
+    the bank's knobs that this sweep does not search, at the values it trains with."""
     from ray import tune
 
+    fixed = fixed or {}
+
+    config = fixed | config
     run = bank.run_for(config, seed_draw(config, search_seed))
     epochs = replay_curve(run, patience, max_epochs)
     start = 0
@@ -241,16 +253,26 @@ def replay_trial(
         raise TrainingDiverged(f"training diverged (recorded) at epoch {len(run.epochs) + 1}")
 
 
-def replay_trainable(settings, bank: Bank, pause_s: float = 0.0, checkpoints: bool = True):
-    """The Tune trainable that replays `bank` under these settings (their patience, maximum epochs and
-    search seed); one CPU a trial, no memory to speak of."""
-    from ray import tune
-
+def check_bank(bank: Bank, settings) -> None:
+    """A bank replays the model it recorded, for at most the epochs it recorded."""
+    if bank.meta.get("model", settings.model_name) != settings.model_name:
+        raise UserError(
+            f"the curve bank holds {bank.meta['model']} curves, not {settings.model_name}'s: replay a "
+            f"{settings.model_name} bank (python -m search.bank lists them)"
+        )
     if settings.train.max_epochs > bank.max_epochs:
         raise UserError(
             f"train.max_epochs {settings.train.max_epochs} is more than the bank recorded "
             f"({bank.max_epochs}); replay at most {bank.max_epochs} epochs"
         )
+
+
+def replay_trainable(settings, bank: Bank, pause_s: float = 0.0, checkpoints: bool = True):
+    """The Tune trainable that replays `bank` under these settings (their patience, maximum epochs and
+    search seed); one CPU a trial, no memory to speak of."""
+    from ray import tune
+
+    check_bank(bank, settings)
     return tune.with_resources(
         tune.with_parameters(
             replay_trial,
@@ -260,6 +282,7 @@ def replay_trainable(settings, bank: Bank, pause_s: float = 0.0, checkpoints: bo
             search_seed=settings.search.seed,
             pause_s=pause_s,
             checkpoints=checkpoints,
+            fixed={key: settings.get(key) for key in bank.space if key not in settings.space},
         ),
         {"cpu": 1},
     )
