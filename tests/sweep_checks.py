@@ -42,9 +42,23 @@ def check_study(sweep: Path, model: str, trials: int) -> optuna.Study:
             if h["trial_id"] == row["trial_id"] and h["val_loss"] and math.isfinite(float(h["val_loss"]))
         }
         assert trial.intermediate_values == losses
+        # Its configuration, as trials.csv holds it: importance and sweet spots read these.
+        knobs = {key: value for key, value in row.items() if "." in key and value not in ("", None)}
+        assert knobs and sorted(trial.params) == sorted(knobs), (trial.params, knobs)
+        assert all(same_value(trial.params[key], value) for key, value in knobs.items()), (
+            trial.params,
+            knobs,
+        )
         if trial.state.name == "COMPLETE":
             assert trial.value == float(row["best_val_loss"]) == min(losses.values())
     return study
+
+
+def same_value(param, text: str) -> bool:
+    """A trial's parameter against its text in trials.csv."""
+    if isinstance(param, bool) or not isinstance(param, (int, float)):
+        return str(param) == str(text)
+    return math.isclose(float(text), param, rel_tol=1e-6)
 
 
 def check_plots_and_html(sweep: Path, models: list[str]) -> None:

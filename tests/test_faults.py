@@ -37,8 +37,9 @@ def stop(proc: subprocess.Popen, sig: int) -> tuple[int, float]:
 
 def test_one_driver_per_sweep_and_ctrl_c_or_sigterm_stop_it_cleanly(finished_sweep, tmp_path, capsys):
     """A new model in the finished sweep: a second driver is refused while it runs, report and predict work,
-    SIGINT then SIGTERM stop it with 130 and 143, and the same command then ends with exactly the trials
-    asked."""
+    SIGINT then SIGTERM stop it with 130 and 143, the trials they stopped go on from their checkpoints, and
+    the same command then ends with exactly the trials asked. Its trials replay a curve bank at half a second
+    an epoch: what is tested is the driver."""
     from conftest import run_cli
 
     from search.predict import main as predict
@@ -46,7 +47,7 @@ def test_one_driver_per_sweep_and_ctrl_c_or_sigterm_stop_it_cleanly(finished_swe
     runs = copy_sweep(finished_sweep.runs, tmp_path / "runs")
     run_dir = RunDir(runs / "imdb")
     cmd = tune_cmd(runs, "--model", "transformer", "--trials", "8", "--epochs", "3", "--seeds", "1")
-    cmd += ["--set", "search.grace_period=3"]
+    cmd += ["--set", "search.grace_period=3", "--replay", "tiny-transformer", "--replay-epoch-s", "0.5"]
     folder = run_dir.root / "transformer"
 
     def live() -> set[str]:
@@ -60,6 +61,10 @@ def test_one_driver_per_sweep_and_ctrl_c_or_sigterm_stop_it_cleanly(finished_swe
             return len(ended) >= count and any(name not in ended for name in results(folder))
 
         return ready
+
+    def midway() -> bool:  # a trial that has reported an epoch, but not its last
+        ended = live() if run_dir.study_path.is_file() and "transformer" in _studies(run_dir) else set()
+        return any(n not in ended and 1 <= len(rows) < 3 for n, rows in results(folder).items())
 
     first = start(cmd, tmp_path / "first.log")
     try:
@@ -81,6 +86,7 @@ def test_one_driver_per_sweep_and_ctrl_c_or_sigterm_stop_it_cleanly(finished_swe
             predict, ["--run", str(run_dir.root), "--model", "lstm", "--text", "a fine film"], capsys
         )
         assert code == 0 and json.loads(out.splitlines()[0])["label"] in ("negative", "positive")
+        wait_until(first, midway, tmp_path / "first.log")
         code, seconds = stop(first, signal.SIGINT)
     finally:
         if first.poll() is None:
@@ -94,6 +100,8 @@ def test_one_driver_per_sweep_and_ctrl_c_or_sigterm_stop_it_cleanly(finished_swe
     assert not run_dir.model("transformer").has_summary() and holder(run_dir) is None
     ended = ended_results(folder, live())
     assert ended  # trials that had ended before the signal: they must come through untouched
+    stopped = {name: rows for name, rows in results(folder).items() if name not in ended}
+    assert stopped  # a trial the signal stopped midway: it must go on from its checkpoint
     second = start(cmd, tmp_path / "second.log")
     try:
         wait_until(second, one_ended_and_one_running(len(ended) + 1), tmp_path / "second.log")
@@ -119,6 +127,10 @@ def test_one_driver_per_sweep_and_ctrl_c_or_sigterm_stop_it_cleanly(finished_swe
     check_study(run_dir.root, "transformer", 8)
     final = results(folder)
     assert len(final) == 8 and all(final[name] == rows for name, rows in ended.items())
+    for name, rows in stopped.items():  # went on: what it had reported is kept, and no epoch came twice
+        epochs = [row["epoch"] for row in final[name]]
+        assert final[name][: len(rows)] == rows and epochs == list(range(1, len(epochs) + 1)), name
+    assert any(len(final[name]) > len(rows) for name, rows in stopped.items())
 
 
 def _studies(run_dir: RunDir) -> list[str]:
@@ -162,26 +174,74 @@ def test_a_lock_is_taken_over_from_a_dead_driver_and_not_from_a_live_one_elsewhe
         SweepLock(lock_path).acquire()
 
 
+def test_a_live_holder_on_this_host_is_refused_a_reused_pid_is_not_and_the_heartbeat_renews(
+    tmp_path, monkeypatch
+):
+    """The holder file alone (the OS lock free, as on storage whose locks do not hold): a live process named
+    in it keeps the sweep; a process that only has its PID now (started after the lock) does not. The holder
+    renews its heartbeat while it holds the lock."""
+    from search.store import lock as locks
+
+    lock_path = tmp_path / "imdb" / RunDir.LOCK
+    lock_path.parent.mkdir()
+    holder_file = lock_path.with_name(RunDir.LOCK + ".json")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = time.time()  # after the process began: it may hold a lock from then on
+        holder_file.write_text(
+            json.dumps({"pid": other.pid, "host": socket.gethostname(), "started": started})
+        )
+        with pytest.raises(
+            SweepLocked, match=f"in use by another python -m search.tune \\(PID {other.pid} on"
+        ):
+            SweepLock(lock_path).acquire()
+        before = started - 600  # a lock taken long before this process began: its PID was reused since
+        holder_file.write_text(
+            json.dumps({"pid": other.pid, "host": socket.gethostname(), "started": before})
+        )
+        with SweepLock(lock_path) as lock:
+            assert lock.took_over["pid"] == other.pid
+    finally:
+        other.kill()
+        other.wait()
+    monkeypatch.setattr(locks, "HEARTBEAT_S", 0.05)
+    with SweepLock(lock_path):
+        first = json.loads(holder_file.read_text())["heartbeat"]
+        deadline = time.time() + 10
+        while json.loads(holder_file.read_text())["heartbeat"] == first and time.time() < deadline:
+            time.sleep(0.05)
+        assert json.loads(holder_file.read_text())["heartbeat"] > first
+
+
 def test_writes_that_fail_halfway_leave_the_old_file_and_the_next_run_finishes(tmp_path):
-    """A full disk at several points of a sweep (SWEETSPOT_FAIL_WRITE makes that write fail with ENOSPC after
-    writing part of it): each run ends in one line and exit 2, no file is left half-written, and the next run
-    finishes the sweep correctly."""
+    """A full disk at several points of a sweep that grows (SWEETSPOT_FAIL_WRITE lets half of that file's bytes
+    reach the disk, then fails with ENOSPC): each run ends in one line and exit 2, the file that was there is
+    still there, whole, and the next run finishes the sweep correctly. Trials replay a curve bank: what is
+    tested is the writes."""
     runs = tmp_path / "runs"
-    cmd = tune_cmd(runs, "--model", "lstm", "--trials", "2", "--epochs", "2", "--seeds", "1")
+    cmd = tune_cmd(runs, "--model", "lstm", "--epochs", "2", "--seeds", "1", "--replay", "tiny-lstm")
     run_dir = RunDir(runs / "imdb")
-    for name in ("trials.csv", "optuna.db", "tuned-test.npz", "summary.json", "leaderboard.json"):
+    code, out, err = run([*cmd, "--trials", "2"])  # every file below exists before it fails to be rewritten
+    assert code == 0, err[-3000:]
+    grow = [*cmd, "--trials", "3", "--seeds", "2"]  # a third trial, and a retrain on two seeds
+    for name in ("optuna.db", "trials.csv", "tuned-test.npz", "summary.json", "leaderboard.json"):
         before = {p: p.read_bytes() for p in run_dir.root.rglob("*") if p.is_file() and p.name == name}
-        code, out, err = run(cmd, env={**os.environ, files.FAIL_ENV: name})
+        assert before, name
+        code, out, err = run(grow, env={**os.environ, files.FAIL_ENV: name})
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and "No space left on device" in lines[0], err[-3000:]
         assert f"{name} (" in lines[0] and "run the same command again" in lines[0]
         assert not list(run_dir.root.rglob(".*.tmp*"))  # no temporary file left behind
-        assert {p: p.read_bytes() for p in before} == before  # what was there is still there
-    code, out, err = run(cmd)
+        # What was there is still there, whole (a growing sweep's summary.json is forgotten until it is
+        # finished again: gone, not half-written).
+        after = {p: p.read_bytes() for p in before if p.exists()}
+        assert after == {p: b for p, b in before.items() if p in after}, name
+        assert name == "summary.json" or after.keys() == before.keys(), name
+    code, out, err = run(grow)
     assert code == 0, err[-3000:]
     s = summary(runs)
-    assert s.trials["total"] == 2 and s.optuna_states == s.searcher_states
-    check_study(run_dir.root, "lstm", 2)
+    assert s.trials["total"] == 3 and s.optuna_states == s.searcher_states and s.seeds == [42, 43]
+    check_study(run_dir.root, "lstm", 3)
     assert run_dir.read_leaderboard()["models"][0]["test_ci"]
 
 

@@ -96,23 +96,28 @@ def test_a_warm_start_informs_the_sampler_and_never_counts(finished_sweep, tmp_p
 
 
 def test_a_time_budget_ends_the_whole_command_and_a_rerun_continues(tmp_path):
+    """Trials replay a curve bank at half a second an epoch (the budget is what is tested); the retrain trains
+    for real and the budget keeps room for it."""
     runs = tmp_path / "runs"
-    budget = 60
+    budget = 40
     cmd = tune_cmd(
         runs, "--model", "lstm", "--trials", "500", "--epochs", "3", "--seeds", "1", "--no-default"
     )
+    cmd += ["--replay", "tiny-lstm", "--replay-epoch-s", "0.5"]
     started = time.time()
     code, out, err = run(cmd + ["--time-budget", f"{budget}s"])
     wall = time.time() - started
     assert code == 0, err[-3000:]
     assert wall <= budget * 1.1, wall
     s = summary(runs)
-    assert s.search["stopped_by"] == "time budget" and 1 <= s.trials["total"] < 500
+    assert s.search["stopped_by"] == "time budget" and 2 <= s.trials["total"] < 500, s.trials
     assert f"after {s.trials['total']} of 500 trials" in out
     ran = s.trials["total"]
-    code, out, err = run(cmd + ["--time-budget", "25s"])  # another budget: the same sweep, continued
+    started = time.time()
+    code, out, err = run(cmd + ["--time-budget", "30s"])  # another budget: the same sweep, continued
     assert code == 0, err[-3000:]
-    assert summary(runs).trials["total"] >= ran
+    assert time.time() - started <= 30 * 1.1
+    assert summary(runs).trials["total"] > ran  # the rerun's first trial always runs
 
 
 @pytest.mark.parametrize("text", ["1h", "90s", "15m", "2m30s"])
@@ -120,3 +125,34 @@ def test_durations_read_as_people_write_them(text):
     from search.core.settings import parse_duration
 
     assert parse_duration(text) == {"1h": 3600, "90s": 90, "15m": 900, "2m30s": 150}[text]
+
+
+def test_warm_start_tells_the_earlier_scores_of_the_trials_inside_todays_space(finished_sweep):
+    """What a warm start tells the sampler: each earlier scored trial's configuration and best validation
+    loss, and none of the trials that lie outside today's (narrowed) space."""
+    from sweep_checks import same_value
+
+    from search.core.settings import load_settings
+    from search.core.space import parse_rule
+    from search.sweep.warmstart import told_points
+
+    rows = [r for r in finished_sweep.run.model("lstm").read_trial_rows() if r["best_val_loss"]]
+    settings = load_settings("lstm")
+
+    def told(settings) -> list[tuple]:
+        points = told_points(settings, [finished_sweep.run])
+        out = []
+        for point in points:  # the earlier trial it came from: the one with the same configuration
+            (row,) = [r for r in rows if all(same_value(v, r[k]) for k, v in point["params"].items())]
+            assert (
+                point["value"] == pytest.approx(float(row["best_val_loss"])) and point["state"] == "COMPLETE"
+            )
+            out.append(row["trial_id"])
+        return sorted(out)
+
+    assert told(settings) == sorted(r["trial_id"] for r in rows) and len(rows) >= 3
+    lrs = sorted(float(r["train.lr"]) for r in rows)
+    low = (lrs[0] + lrs[1]) / 2  # today's space leaves out the earlier trial of the lowest learning rate
+    settings.space["train.lr"] = parse_rule("train.lr", {"loguniform": [low, 1.0e-2]})
+    inside = sorted(r["trial_id"] for r in rows if float(r["train.lr"]) >= low)
+    assert told(settings) == inside and len(inside) < len(rows)

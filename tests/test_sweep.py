@@ -313,10 +313,13 @@ def outcome(rows: list[dict]) -> dict:
 
 
 def test_a_trial_killed_between_epochs_continues_from_its_checkpoint(tmp_path):
+    """The real trainable's checkpoints (the replayed one's: test_faults' signals); one retrain seed, no
+    default: the retrain is not what is tested."""
     runs = tmp_path / "runs"
     cmd = tune_cmd(
         runs, "--model", "lstm", "--trials", "3", "--epochs", "6", "--set", "search.grace_period=6"
     )
+    cmd += ["--seeds", "1", "--no-default"]
     folder = runs / "imdb" / "lstm"
     running = {}
 

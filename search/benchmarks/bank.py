@@ -70,6 +70,19 @@ TASKS = {
             },
             ("data.max_len",),
         ),
+        BankTask(  # the same, for a third model: the tests of signals run one beside a finished sweep's two
+            "tiny-transformer",
+            "Rotten Tomatoes-200 Transformer, 64 tokens, at most 3 epochs",
+            "transformer",
+            {
+                "data.dataset": "rotten_tomatoes",
+                "data.train_size": 200,
+                "data.val_size": 100,
+                "data.test_size": 100,
+                "train.max_epochs": 3,
+            },
+            ("data.max_len",),
+        ),
     )
 }
 

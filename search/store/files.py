@@ -31,12 +31,12 @@ class DamagedFile(UserError):
 
 
 def _inject_fault(path: Path, tmp: Path) -> None:
+    """The tests' full disk: after the file's bytes were written, half of them reached the disk."""
     global _writes
     _writes += 1
     wanted = os.environ.get(FAIL_ENV)
     if wanted and (wanted == str(_writes) or wanted == path.name):
-        with open(tmp, "ab") as fh:  # halfway: something reached the disk before it filled
-            fh.write(b"\0" * 16)
+        os.truncate(tmp, tmp.stat().st_size // 2)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
 
 
@@ -46,8 +46,8 @@ def write_with(path: Path, save: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        _inject_fault(path, tmp)
         save(tmp)
+        _inject_fault(path, tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
