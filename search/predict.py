@@ -89,8 +89,8 @@ def load(run: RunDir, model: str | None):
     folder = {"ensemble": run.ensemble, BASELINE: run.baseline_model}.get(model) or run.model(model)
     require(
         model != "ensemble" or folder.bundle.read_meta() is not None,
-        f"{run.root} has no ensemble: it did not beat the best single model on validation, or the report has "
-        "not run yet (python -m search.report); pass --model with one of the models",
+        f"{run.root} has no ensemble: it did not beat the best single model on validation, or the sweep has "
+        "not finished (python -m search.tune saves it last); pass --model with one of the models",
     )
     require(
         model != BASELINE or folder.bundle.read_meta() is not None,

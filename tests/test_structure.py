@@ -16,7 +16,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("configs", "data_pipeline", "models", "search")
-# Bottom to top: a module may import from its own layer and the layers below, never from above.
+# Bottom to top: a module may import from its own layer and the layers below, never from above. Siblings
+# (a tuple) share a rank and import nothing of each other: the sweep writes the run directory, the analysis
+# reads it, and the command (search.tune) calls the one and then the other.
 LAYERS = (
     "configs",
     "data_pipeline",
@@ -24,17 +26,25 @@ LAYERS = (
     "search.engine",
     "search.core",
     "search.store",
-    "search.sweep",
-    "search.analysis",
+    ("search.sweep", "search.analysis"),
     "search.benchmarks",
     "search",  # the commands: search.train, .tune, .report, .predict, .bench; nothing imports them
 )
 
 
+def place(module: str) -> tuple[int, str]:
+    """(rank, layer) of a dotted module name: its longest layer prefix, and that prefix's rank."""
+    found = [
+        (rank, name)
+        for rank, names in enumerate(LAYERS)
+        for name in ((names,) if isinstance(names, str) else names)
+        if module == name or module.startswith(name + ".")
+    ]
+    return max(found, key=lambda f: len(f[1]))
+
+
 def layer(module: str) -> int:
-    """The rank of a dotted module name: its longest layer prefix."""
-    found = [i for i, name in enumerate(LAYERS) if module == name or module.startswith(name + ".")]
-    return max(found, key=lambda i: len(LAYERS[i]))
+    return place(module)[0]
 
 
 def module_name(root: Path, path: Path) -> str:
@@ -76,8 +86,11 @@ def violations(root: Path = ROOT) -> list[str]:
     out = []
     for name, path in modules(root):
         for imported in imports(root, path):
-            if layer(imported) > layer(name):
+            (rank, own), (theirs, other) = place(name), place(imported)
+            if theirs > rank:
                 out.append(f"{name} imports {imported}, a layer above it")
+            elif theirs == rank and other != own:
+                out.append(f"{name} imports {imported}, a sibling layer")
             elif layer(imported) == len(LAYERS) - 1 and imported != "search" and imported != name:
                 out.append(f"{name} imports the command {imported}")
     return out
@@ -106,8 +119,20 @@ def test_every_module_is_in_a_layer_and_sub_packages_are_seen():
         ("search/store/files.py", "from . import layout\nfrom ..analysis.knobs import analyse"),
         ("models/batching.py", "import search.core.settings"),
         ("search/sweep/pipeline.py", "def f():\n    from search.report import main"),
+        ("search/analysis/leaderboard.py", "from search.sweep.bundle import save_ensemble"),
+        ("search/analysis/rows.py", "def f():\n    from ..sweep import bundle"),
+        ("search/sweep/pipeline.py", "from search.analysis.rows import gather"),
     ],
-    ids=["absolute", "relative", "relative in a sub-package", "plain import", "a command, lazily"],
+    ids=[
+        "absolute",
+        "relative",
+        "relative in a sub-package",
+        "plain import",
+        "a command, lazily",
+        "analysis from sweep",
+        "analysis from sweep, relative and lazily",
+        "sweep from analysis",
+    ],
 )
 def test_a_planted_upward_import_is_caught(tmp_path, where, line):
     for package in PACKAGES:

@@ -13,9 +13,9 @@ import numpy as np
 
 from search.analysis import ensemble as ensembles
 from search.analysis.stats import holm, metric_intervals, paired, verdict
+from search.core.served import combine, seed_mean
 from search.engine import metrics
 from search.store.layout import RunDir
-from search.sweep.bundle import combine, seed_mean
 
 
 @dataclass

@@ -17,9 +17,9 @@ from scipy.stats import spearmanr
 from search.analysis.leaderboard import build
 from search.analysis.stats import mcnemar_p
 from search.benchmarks.common import Context, table
+from search.core.served import seed_mean
 from search.core.settings import load_settings
 from search.store.layout import RunDir
-from search.sweep.bundle import seed_mean
 
 SEEDS = (1, 2, 3, 4, 5)
 
