@@ -123,7 +123,8 @@ def write_sweep(run: RunDir, models: dict, baseline_right: np.ndarray, labels: d
 
 
 def test_the_best_row_predicts_default_and_ensemble_ignore_test(tmp_path):
-    from search.analysis.rows import served_model
+    from configs.errors import UserError
+    from search.predict import best_model
 
     labels = {"val": labels_of(400, 10), "test": labels_of(N, 11)}
     rng = np.random.default_rng(12)
@@ -143,13 +144,16 @@ def test_the_best_row_predicts_default_and_ensemble_ignore_test(tmp_path):
     after = build(run)
     assert (after.best.name, after.served, after.ensemble.kept, after.ensemble.weights) == decided
     assert after.rows[0].stats["test_ci"] != before.rows[0].stats["test_ci"]  # test did change
+    # search.predict reads the default the leaderboard recorded; none is recorded before the report runs
+    with pytest.raises(UserError, match="has no leaderboard that names the default model"):
+        best_model(run)
     # The report writes no model: the ensemble is saved by the sweep's own step (search.tune).
     write_leaderboard(run, plots=False)
     assert run.read_leaderboard()["predict_default"] == "ensemble" and not run.ensemble.root.exists()
-    # search.predict decides from the same predictions, and serves the ensemble once it is saved
-    assert served_model(run, after.summaries) == "lstm"
+    with pytest.raises(UserError, match="the sweep has not saved it yet"):
+        best_model(run)
     save_ensemble_bundle(after)
-    assert served_model(run, after.summaries) == "ensemble"
+    assert best_model(run) == "ensemble"
 
 
 def test_the_ensemble_is_kept_only_when_it_wins_on_cross_fitted_validation():

@@ -346,6 +346,12 @@ class RunDir:
             return None
         return files.read_json(path, "run python -m search.report to write it again")
 
+    def read_predict_default(self) -> str | None:
+        """The row search.predict serves by default, as the last leaderboard recorded it (its
+        predict_default); None before the first leaderboard."""
+        board = self.read_leaderboard()
+        return None if board is None else board.get("predict_default")
+
     def size_mb(self) -> float:
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file()) / 2**20
 
