@@ -111,8 +111,7 @@ def load(run: RunDir, model: str | None):
     require(
         (folder.has_summary() or model in ("ensemble", BASELINE)) and folder.bundle.root.is_dir(),
         f"the {model} sweep in {run.root} has not finished (no trained model in {folder.bundle.root}); "
-        f"run the "
-        "same python -m search.tune command again to finish it",
+        "run the same python -m search.tune command again to finish it",
     )
     return load_bundle(folder.bundle)
 

@@ -25,9 +25,8 @@ from search.store.lock import SweepLock
 from search.sweep.budget import TimeBudget
 from search.sweep.interrupt import SIGNALS
 
-# Ray, SciPy and scikit-learn are imported after the lock is taken (in sweep() and report()): a second driver
-# on a
-# running sweep is refused before it pays for them.
+# Ray, SciPy and scikit-learn are imported after the lock is taken (in sweep() and finish_sweep()): a second
+# driver on a running sweep is refused before it pays for them.
 
 
 def parse_args(argv):

@@ -3,12 +3,16 @@ is one module, one registry line and one YAML, with nothing to change in search/
 
 import ast
 import dataclasses
+import io
+import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import textwrap
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -327,6 +331,106 @@ def test_no_line_is_longer_than_110_characters():
         if len(line) > 110
     ]
     assert long == []
+
+
+# Text broken mid-sentence by a re-wrap: a piece of a string that is only a word or two, continued by the next
+# piece (f"... so " f"ask " "for fewer"); a docstring or comment line of one or two lowercase words between
+# two lines of the same text ("... the model" / "on" / "disk for ..."). A last piece may be short: it ends.
+SHORT_PIECE = 16  # characters, trimmed: "those", "run the", "sweet spot: the"
+# Words only: no placeholder, no escape (a piece that ends in \n is a line of its own, by design).
+WORDS = re.compile(r"[\w ,.;:()'-]+")
+LONE = re.compile(r"[a-z][a-z'-]*( [a-z][a-z'-]*)?")  # one or two lowercase words, nothing after them
+
+
+def literal_runs(source: str) -> list[list[tuple[int, str]]]:
+    """Each implicit concatenation of string literals (two or more, line breaks and comments between them),
+    as (line, the literal's source) per piece."""
+    starts = [0, *itertools.accumulate(len(line) for line in source.splitlines(keepends=True))]
+
+    def text(start, end) -> str:
+        return source[starts[start[0] - 1] + start[1] : starts[end[0] - 1] + end[1]]
+
+    runs, run, depth, opened = [], [], 0, None
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        kind = tokenize.tok_name[tok.type]
+        if kind in ("FSTRING_START", "FSTRING_MIDDLE", "FSTRING_END") or depth:  # 3.12: one f-string, many
+            depth += (kind == "FSTRING_START") - (kind == "FSTRING_END")
+            opened = opened or tok.start
+            if depth == 0:
+                run.append((opened[0], text(opened, tok.end)))
+                opened = None
+        elif kind == "STRING":
+            run.append((tok.start[0], tok.string))
+        elif kind not in ("NL", "COMMENT"):  # anything else ends the concatenation
+            if len(run) > 1:
+                runs.append(run)
+            run = []
+    return runs
+
+
+def broken_strings(root: Path = ROOT) -> list[str]:
+    out = []
+    for _, path in modules(root):
+        for run in literal_runs(path.read_text()):
+            for line, literal in run[:-1]:
+                quote = re.match(r"[a-zA-Z]*('''|\"\"\"|'|\")", literal)
+                body = literal[quote.end() : len(literal) - len(quote.group(1))].strip()
+                if len(body) <= SHORT_PIECE and WORDS.fullmatch(body):
+                    out.append(f"{path.relative_to(root)}:{line} {literal}")
+    return out
+
+
+def lone_lines(lines: list[str]) -> list[int]:
+    """Indexes of the lines of one or two lowercase words with text on both sides."""
+    return [
+        i
+        for i in range(1, len(lines) - 1)
+        if LONE.fullmatch(lines[i].strip()) and lines[i - 1].strip() and lines[i + 1].strip()
+    ]
+
+
+def broken_lines(root: Path = ROOT) -> list[str]:
+    out = []
+    for _, path in modules(root):
+        source, where = path.read_text(), path.relative_to(root)
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = (ast.get_docstring(node, clean=False) or "").splitlines()
+                out += [f"{where}:{node.body[0].lineno + i} {lines[i].strip()!r}" for i in lone_lines(lines)]
+        # Comments alone on their lines; any other line stands between blocks as a blank one.
+        comments = [""] * (source.count("\n") + 2)
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.COMMENT and tok.line.lstrip().startswith("#"):
+                comments[tok.start[0]] = tok.string.lstrip("#")
+        out += [f"{where}:{n} {comments[n].strip()!r}" for n in lone_lines(comments)]
+    return out
+
+
+def test_no_text_is_broken_mid_sentence():
+    assert broken_strings() + broken_lines() == []
+
+
+BROKEN = '''
+
+def f(n):
+    """A trial that asks for more CPUs than a node has would wait forever, so
+    ask
+    for fewer."""
+    # a comment that a re-wrap cut in the middle of
+    # the
+    # sentence
+    return f"--cpus {n} is more than any node has, so " f"ask " "for fewer"
+'''
+
+
+def test_text_broken_mid_sentence_is_caught(tmp_path):
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    target = tmp_path / "search" / "report.py"
+    n = len(target.read_text().splitlines())
+    target.write_text(target.read_text() + BROKEN)
+    assert broken_strings(tmp_path) == [f'search/report.py:{n + 10} f"ask "']
+    assert broken_lines(tmp_path) == [f"search/report.py:{n + 5} 'ask'", f"search/report.py:{n + 8} 'the'"]
 
 
 def test_files_and_functions_read_in_one_sitting():

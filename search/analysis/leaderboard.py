@@ -99,8 +99,7 @@ def notes(board: Board, labels: dict) -> list[str]:
     if missing:
         out.append(
             f"no intervals or verdicts for {', '.join(missing)}: finished before predictions were kept; "
-            f"run the "
-            "sweep again with --fresh to get them"
+            "run the sweep again with --fresh to get them"
         )
     chosen = board.ensemble
     if chosen is not None:

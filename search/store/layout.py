@@ -112,8 +112,7 @@ class BundleDir:
         return files.read_json(
             self.meta_path,
             f"delete {self.root.parent / ModelDir.SUMMARY} and run the same python -m search.tune command "
-            f"again: "
-            "it retrains from the finished trials and writes the model again",
+            "again: it retrains from the finished trials and writes the model again",
         )
 
     def write_meta(self, meta: dict) -> None:

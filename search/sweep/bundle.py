@@ -253,10 +253,8 @@ def _read_meta(bundle: BundleDir) -> dict:
     if meta.get("format") not in READS:
         raise UserError(
             f"{bundle.root} was written by another version of sweetspot (format {meta.get('format')}, "
-            f"this one "
-            f"reads {', '.join(map(str, READS))}); run its sweep again with python -m search.tune ... "
-            f"--fresh to "
-            "retrain it"
+            f"this one reads {', '.join(map(str, READS))}); run its sweep again with python -m search.tune "
+            "... --fresh to retrain it"
         )
     return meta
 
@@ -289,8 +287,7 @@ def _load_model(bundle: BundleDir, meta: dict) -> Bundle:
     except (KeyError, TypeError, AttributeError) as err:
         raise UserError(
             f"{bundle.meta_path} is damaged (no {err}); delete {bundle.root.parent / ModelDir.SUMMARY} "
-            f"and run "
-            "the same python -m search.tune command again: it retrains from the finished trials"
+            "and run the same python -m search.tune command again: it retrains from the finished trials"
         ) from None
     models = {}
     for seed in seeds:
