@@ -15,8 +15,8 @@ Tensors = dict[str, torch.Tensor]
 
 @dataclass(frozen=True)
 class Batching:
-    # each row's real length, from the inputs; None: the rows have no length (pooled features), batch as they
-    # come
+    # each row's real length, from the inputs; None: the rows have no length (pooled features), batch as
+    # they come
     lengths: Optional[Callable[[Tensors], torch.Tensor]] = None
     padded: tuple[str, ...] = ()  # the inputs whose second dimension is the length, cut per batch
 

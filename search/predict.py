@@ -5,11 +5,12 @@
         --output predictions.csv
 
 Texts are processed exactly as the training data was (runs/<name>/<model>/model/meta.json says how).
-The model defaults to the validation-best row it can serve: a model, the ensemble of the sweep's models
-when it was kept, or TF-IDF + LR (--model tfidf+logreg). A model serves the average of every retrain
-seed's probabilities, the one predictor its leaderboard row scored; --seed N serves one seed's weights
-instead (--ensemble, the average, is the default and kept for older scripts). --model ensemble serves the
-ensemble (every seed of each member).
+The model defaults to the validation-best row it can serve, as the leaderboard recorded it
+(predict_default in leaderboard.json): a model, the ensemble of the sweep's models when it was kept, or
+TF-IDF + LR (--model tfidf+logreg). A model serves the average of every retrain seed's probabilities, the
+one predictor its leaderboard row scored; --seed N serves one seed's weights instead (--ensemble, the
+average, is the default and kept for older scripts). --model ensemble serves the ensemble (every seed of
+each member).
 """
 
 import argparse
@@ -21,8 +22,7 @@ import pandas as pd
 
 from configs.errors import UserError, cli_entry, require
 from data_pipeline.sources import read_table
-from models import MODELS
-from search.analysis.rows import BASELINE, served_model
+from search.analysis.rows import BASELINE
 from search.store.layout import ModelDir, RunDir
 from search.sweep.bundle import BaselineBundle, EnsembleBundle, load_bundle
 
@@ -54,14 +54,25 @@ def parse_args(argv):
 
 
 def best_model(run: RunDir) -> str:
-    """The validation winner among the models search.predict can serve (the ensemble included): test is not
-    looked at."""
+    """The default the leaderboard recorded: the validation winner among the rows search.predict can serve
+    (test is not looked at). Read, not decided again, so that it is the row the leaderboard names."""
     require(
         run.finished_models([]),
         f"{run.root} has no finished model yet (no <model>/{ModelDir.SUMMARY}); finish it with "
         "python -m search.tune, or pass --run of a finished sweep",
     )
-    return served_model(run, run.summaries(list(MODELS)))
+    default = run.read_predict_default()
+    require(
+        default is not None,
+        f"{run.root} has no leaderboard that names the default model; write it with python -m search.report "
+        f"--runs-dir {run.root.parent} --name {run.name}, or pass --model",
+    )
+    require(
+        default != "ensemble" or run.ensemble.bundle.read_meta() is not None,
+        f"the leaderboard of {run.root} serves the ensemble by default, but the sweep has not saved it yet "
+        "(python -m search.tune saves it as it finishes): run that command again, or pass --model",
+    )
+    return default
 
 
 def read_texts(args) -> list[str]:
@@ -89,8 +100,8 @@ def load(run: RunDir, model: str | None):
     folder = {"ensemble": run.ensemble, BASELINE: run.baseline_model}.get(model) or run.model(model)
     require(
         model != "ensemble" or folder.bundle.read_meta() is not None,
-        f"{run.root} has no ensemble: it did not beat the best single model on validation, or the report has "
-        "not run yet (python -m search.report); pass --model with one of the models",
+        f"{run.root} has no ensemble: it did not beat the best single model on validation, or the sweep has "
+        "not finished (python -m search.tune saves it last); pass --model with one of the models",
     )
     require(
         model != BASELINE or folder.bundle.read_meta() is not None,
@@ -100,8 +111,7 @@ def load(run: RunDir, model: str | None):
     require(
         (folder.has_summary() or model in ("ensemble", BASELINE)) and folder.bundle.root.is_dir(),
         f"the {model} sweep in {run.root} has not finished (no trained model in {folder.bundle.root}); "
-        f"run the "
-        "same python -m search.tune command again to finish it",
+        "run the same python -m search.tune command again to finish it",
     )
     return load_bundle(folder.bundle)
 

@@ -26,9 +26,8 @@ from search.sweep.budget import TimeBudget
 from search.sweep.interrupt import SIGNALS
 from search.sweep.replay import bank_file, check_bank, load_bank
 
-# Ray, SciPy and scikit-learn are imported after the lock is taken (in sweep() and report()): a second driver
-# on a
-# running sweep is refused before it pays for them.
+# Ray, SciPy and scikit-learn are imported after the lock is taken (in sweep() and finish_sweep()): a second
+# driver on a running sweep is refused before it pays for them.
 
 
 def parse_args(argv):
@@ -204,6 +203,29 @@ def sweep(args, models: list[str], run: RunDir, budget: TimeBudget | None) -> No
     ensure_baseline(run, data, identity, first.data.min_token_len)
 
 
+def save_ensemble_bundle(board) -> None:
+    """The kept ensemble as a bundle search.predict can serve; a stale one goes. A step of the sweep: the
+    report only describes the ensemble, so that python -m search.report never writes a model."""
+    from search.sweep.bundle import save_ensemble
+
+    if board.ensemble is not None and board.ensemble.kept:
+        labels = board.summaries[0].data_report["label_names"]
+        describe = board.ensemble.describe()
+        save_ensemble(board.run.ensemble.bundle, board.ensemble.weights, labels, board.dataset, describe)
+    else:
+        board.run.ensemble.remove()
+
+
+def finish_sweep(run: RunDir, plots: bool) -> str:
+    """The sweep's last steps: the leaderboard is built, the ensemble it chose is saved, then the
+    leaderboard's files are written, so that the default they record can be served once they exist."""
+    from search.analysis.leaderboard import build, write_report
+
+    board = build(run)
+    save_ensemble_bundle(board)
+    return write_report(board, plots)
+
+
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
@@ -226,13 +248,13 @@ def main(argv=None):
                 )
             run.remove_temporaries()  # what a writer killed halfway left (the lock is ours now)
             sweep(args, models, run, budget)
-            from search.analysis.leaderboard import json_summary, load_sweep, write_leaderboard
-
-            print("\n" + write_leaderboard(run, plots=not args.no_plots))
+            print("\n" + finish_sweep(run, plots=not args.no_plots))
     finally:
         SIGNALS.restore()
     print(f"\nwall time {time.time() - start:.0f}s; results in {run.root}")
     if args.json:
+        from search.analysis.leaderboard import json_summary, load_sweep
+
         summaries, baseline = load_sweep(run)
         print(json.dumps(json_summary([s for s in summaries if s.model in models], baseline)))
 

@@ -11,12 +11,13 @@ from optuna.trial import TrialState, create_trial
 from search.analysis import ensemble as ensembles
 from search.analysis.importance import DETECT, MIN_TRIALS, REFITS, knob_importance
 from search.analysis.knobs import knob_rows
-from search.analysis.leaderboard import build, save_ensemble_bundle
+from search.analysis.leaderboard import build, write_leaderboard
 from search.analysis.rows import Row, compare
 from search.analysis.stats import holm, metric_intervals, paired
 from search.analysis.tables import knob_table
 from search.store.layout import Predictions, RunDir
 from search.store.records import SUMMARY_FORMAT, Baseline, Summary
+from search.tune import save_ensemble_bundle
 
 N = 500
 
@@ -88,7 +89,9 @@ def write_sweep(run: RunDir, models: dict, baseline_right: np.ndarray, labels: d
                 "tuned", split, Predictions(probs_right(labels[split], right)[None], labels[split], [42])
             )
         retrain = {
-            "seeds": [{"seed": 42, "best_val_loss": 0.5, "history": []}],
+            "seeds": [
+                {"seed": 42, "best_val_loss": 0.5, "history": [], "test": {"accuracy": 0.5, "f1": 0.5}}
+            ],
             "mean": {"accuracy": float(test_right.mean()), "f1": 0.5},
         }
         retrain |= {
@@ -120,7 +123,8 @@ def write_sweep(run: RunDir, models: dict, baseline_right: np.ndarray, labels: d
 
 
 def test_the_best_row_predicts_default_and_ensemble_ignore_test(tmp_path):
-    from search.analysis.rows import served_model
+    from configs.errors import UserError
+    from search.predict import best_model
 
     labels = {"val": labels_of(400, 10), "test": labels_of(N, 11)}
     rng = np.random.default_rng(12)
@@ -140,10 +144,16 @@ def test_the_best_row_predicts_default_and_ensemble_ignore_test(tmp_path):
     after = build(run)
     assert (after.best.name, after.served, after.ensemble.kept, after.ensemble.weights) == decided
     assert after.rows[0].stats["test_ci"] != before.rows[0].stats["test_ci"]  # test did change
-    # search.predict decides from the same predictions, and serves the ensemble once it is saved
-    assert served_model(run, after.summaries) == "lstm"
+    # search.predict reads the default the leaderboard recorded; none is recorded before the report runs
+    with pytest.raises(UserError, match="has no leaderboard that names the default model"):
+        best_model(run)
+    # The report writes no model: the ensemble is saved by the sweep's own step (search.tune).
+    write_leaderboard(run, plots=False)
+    assert run.read_leaderboard()["predict_default"] == "ensemble" and not run.ensemble.root.exists()
+    with pytest.raises(UserError, match="the sweep has not saved it yet"):
+        best_model(run)
     save_ensemble_bundle(after)
-    assert served_model(run, after.summaries) == "ensemble"
+    assert best_model(run) == "ensemble"
 
 
 def test_the_ensemble_is_kept_only_when_it_wins_on_cross_fitted_validation():
@@ -416,7 +426,7 @@ def test_the_ensemble_is_judged_out_of_fold_over_repeated_splits():
     whose paired interval reaches 0 is not kept."""
     from sklearn.model_selection import StratifiedKFold
 
-    from search.sweep.bundle import combine
+    from search.core.served import combine
 
     rng = np.random.default_rng(0)
     n = 200

@@ -1,6 +1,8 @@
 """search.predict's bad input: one line, exit 2, before any model is loaded. (Its round trip on a real
 sweep is in test_sweep.py.)"""
 
+import json
+
 import pytest
 from conftest import run_cli
 
@@ -21,6 +23,16 @@ def old_bundle(tmp_path):
     (model_dir.parent / "summary.json").write_text("{}")
     (model_dir / "meta.json").write_text('{"format": 1, "model": "lstm"}')
     return model_dir.parent.parent
+
+
+def unreported(tmp_path, default: str | None = None):
+    """A finished lstm sweep without a leaderboard, or whose leaderboard names `default`."""
+    run = tmp_path / "runs" / "imdb"
+    (run / "lstm").mkdir(parents=True)
+    (run / "lstm" / "summary.json").write_text("{}")
+    if default:
+        (run / "leaderboard.json").write_text(json.dumps({"format": 2, "predict_default": default}))
+    return run
 
 
 def texts_file(tmp_path, name: str, content: str):
@@ -46,6 +58,21 @@ CASES = [
         "no ensemble",
         lambda t: ["--run", str(unfinished(t)), "--model", "ensemble", "--text", "x"],
         "has no ensemble: it did not beat the best single model on validation",
+    ),
+    (
+        "no leaderboard",
+        lambda t: ["--run", str(unreported(t)), "--text", "x"],
+        "has no leaderboard that names the default model; write it with python -m search.report",
+    ),
+    (
+        "the recorded default is what it loads",
+        lambda t: ["--run", str(unreported(t, "rnn")), "--text", "x"],
+        "the rnn sweep in",
+    ),
+    (
+        "default ensemble not saved",
+        lambda t: ["--run", str(unreported(t, "ensemble")), "--text", "x"],
+        "serves the ensemble by default, but the sweep has not saved it yet",
     ),
     (
         "no saved baseline",

@@ -69,6 +69,19 @@ def test_the_simulated_clock_adds_recorded_epoch_costs_and_a_budget_holds(bank, 
     assert len(cut.records) == 4 and cut.clock.now <= budget
 
 
+def test_a_resumed_search_obeys_this_commands_budget(bank, ray_local, tmp_path):
+    """The searcher a resume restores from disk was saved without a gate: run_search gives it this command's,
+    so a grown search stops on this command's budget."""
+    where, search = str(tmp_path / "replay"), {"search.scheduler": "fifo"}
+    first = replay_sweep(bank, search | {"search.trials": 3}, experiment=where, checkpoints=False)
+    assert len(first.records) == 3 and not first.ended_by_budget
+    # 1.5 trials' worth of simulated seconds: this command's clock admits one more trial, not two.
+    grown = replay_sweep(
+        bank, search | {"search.trials": 8}, 1.5 * bank.max_epochs, experiment=where, checkpoints=False
+    )
+    assert grown.ended_by_budget and len(grown.records) == 4
+
+
 def test_tpe_uses_what_it_was_told_after_its_startup_trials(bank, ray_local):
     search = {"search.trials": 14, "search.startup_trials": 5, "search.scheduler": "fifo", "search.seed": 3}
     told_good = proposals(replay_sweep(bank, search, checkpoints=False))

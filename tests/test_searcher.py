@@ -5,7 +5,7 @@ from search.core.settings import load_settings
 from search.core.space import Rule, seed_point
 from search.store.records import TrialRecord
 from search.sweep.results import choose_best
-from search.sweep.searcher import PruneAwareOptunaSearch
+from search.sweep.searcher import Gate, PruneAwareOptunaSearch
 
 
 def make():
@@ -29,6 +29,29 @@ def test_scheduler_stopped_trial_reaches_optuna_as_pruned():
         optuna.trial.TrialState.FAIL,
     ]
     assert searcher.study.best_value == 0.6
+
+
+def test_the_time_budgets_gate_is_the_searchers_own_and_never_saved_with_it(tmp_path):
+    from ray import cloudpickle
+    from ray.tune.search import Searcher
+
+    searcher, still = make(), [True]
+    searcher.gate = Gate(lambda: still[0])  # a closure, as run_search's: plain pickle cannot save it
+    assert searcher.suggest("a") is not None and not searcher.gate.closed
+    still[0] = False
+    assert searcher.suggest("b") == Searcher.FINISHED and searcher.gate.closed
+    # Ray saves the searcher into the experiment's state and cloudpickles it into tuner.pkl: without the gate.
+    path = tmp_path / "searcher.pkl"
+    searcher.save(str(path))
+    assert cloudpickle.loads(cloudpickle.dumps(searcher)).gate is None
+    restored = make()
+    restored.restore(str(path))
+    assert restored.gate is None and len(restored.study.trials) == 1
+    # run_search gives the gate before Tune restores the saved state during fit(): the restore keeps it.
+    resumed = make()
+    resumed.gate = Gate(lambda: False)
+    resumed.restore(str(path))
+    assert resumed.suggest("c") == Searcher.FINISHED and resumed.gate.closed
 
 
 def test_plain_ray_searcher_would_call_the_stopped_trial_complete():

@@ -3,12 +3,16 @@ is one module, one registry line and one YAML, with nothing to change in search/
 
 import ast
 import dataclasses
+import io
+import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import textwrap
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -16,7 +20,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("configs", "data_pipeline", "models", "search")
-# Bottom to top: a module may import from its own layer and the layers below, never from above.
+# Bottom to top: a module may import from its own layer and the layers below, never from above. Siblings
+# (a tuple) share a rank and import nothing of each other: the sweep writes the run directory, the analysis
+# reads it, and the command (search.tune) calls the one and then the other.
 LAYERS = (
     "configs",
     "data_pipeline",
@@ -24,17 +30,25 @@ LAYERS = (
     "search.engine",
     "search.core",
     "search.store",
-    "search.sweep",
-    "search.analysis",
+    ("search.sweep", "search.analysis"),
     "search.benchmarks",
     "search",  # the commands: search.train, .tune, .report, .predict, .bench; nothing imports them
 )
 
 
+def place(module: str) -> tuple[int, str]:
+    """(rank, layer) of a dotted module name: its longest layer prefix, and that prefix's rank."""
+    found = [
+        (rank, name)
+        for rank, names in enumerate(LAYERS)
+        for name in ((names,) if isinstance(names, str) else names)
+        if module == name or module.startswith(name + ".")
+    ]
+    return max(found, key=lambda f: len(f[1]))
+
+
 def layer(module: str) -> int:
-    """The rank of a dotted module name: its longest layer prefix."""
-    found = [i for i, name in enumerate(LAYERS) if module == name or module.startswith(name + ".")]
-    return max(found, key=lambda i: len(LAYERS[i]))
+    return place(module)[0]
 
 
 def module_name(root: Path, path: Path) -> str:
@@ -76,8 +90,11 @@ def violations(root: Path = ROOT) -> list[str]:
     out = []
     for name, path in modules(root):
         for imported in imports(root, path):
-            if layer(imported) > layer(name):
+            (rank, own), (theirs, other) = place(name), place(imported)
+            if theirs > rank:
                 out.append(f"{name} imports {imported}, a layer above it")
+            elif theirs == rank and other != own:
+                out.append(f"{name} imports {imported}, a sibling layer")
             elif layer(imported) == len(LAYERS) - 1 and imported != "search" and imported != name:
                 out.append(f"{name} imports the command {imported}")
     return out
@@ -106,8 +123,20 @@ def test_every_module_is_in_a_layer_and_sub_packages_are_seen():
         ("search/store/files.py", "from . import layout\nfrom ..analysis.knobs import analyse"),
         ("models/batching.py", "import search.core.settings"),
         ("search/sweep/pipeline.py", "def f():\n    from search.report import main"),
+        ("search/analysis/leaderboard.py", "from search.sweep.bundle import save_ensemble"),
+        ("search/analysis/rows.py", "def f():\n    from ..sweep import bundle"),
+        ("search/sweep/pipeline.py", "from search.analysis.rows import gather"),
     ],
-    ids=["absolute", "relative", "relative in a sub-package", "plain import", "a command, lazily"],
+    ids=[
+        "absolute",
+        "relative",
+        "relative in a sub-package",
+        "plain import",
+        "a command, lazily",
+        "analysis from sweep",
+        "analysis from sweep, relative and lazily",
+        "sweep from analysis",
+    ],
 )
 def test_a_planted_upward_import_is_caught(tmp_path, where, line):
     for package in PACKAGES:
@@ -302,6 +331,106 @@ def test_no_line_is_longer_than_110_characters():
         if len(line) > 110
     ]
     assert long == []
+
+
+# Text broken mid-sentence by a re-wrap: a piece of a string that is only a word or two, continued by the next
+# piece (f"... so " f"ask " "for fewer"); a docstring or comment line of one or two lowercase words between
+# two lines of the same text ("... the model" / "on" / "disk for ..."). A last piece may be short: it ends.
+SHORT_PIECE = 16  # characters, trimmed: "those", "run the", "sweet spot: the"
+# Words only: no placeholder, no escape (a piece that ends in \n is a line of its own, by design).
+WORDS = re.compile(r"[\w ,.;:()'-]+")
+LONE = re.compile(r"[a-z][a-z'-]*( [a-z][a-z'-]*)?")  # one or two lowercase words, nothing after them
+
+
+def literal_runs(source: str) -> list[list[tuple[int, str]]]:
+    """Each implicit concatenation of string literals (two or more, line breaks and comments between them),
+    as (line, the literal's source) per piece."""
+    starts = [0, *itertools.accumulate(len(line) for line in source.splitlines(keepends=True))]
+
+    def text(start, end) -> str:
+        return source[starts[start[0] - 1] + start[1] : starts[end[0] - 1] + end[1]]
+
+    runs, run, depth, opened = [], [], 0, None
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        kind = tokenize.tok_name[tok.type]
+        if kind in ("FSTRING_START", "FSTRING_MIDDLE", "FSTRING_END") or depth:  # 3.12: one f-string, many
+            depth += (kind == "FSTRING_START") - (kind == "FSTRING_END")
+            opened = opened or tok.start
+            if depth == 0:
+                run.append((opened[0], text(opened, tok.end)))
+                opened = None
+        elif kind == "STRING":
+            run.append((tok.start[0], tok.string))
+        elif kind not in ("NL", "COMMENT"):  # anything else ends the concatenation
+            if len(run) > 1:
+                runs.append(run)
+            run = []
+    return runs
+
+
+def broken_strings(root: Path = ROOT) -> list[str]:
+    out = []
+    for _, path in modules(root):
+        for run in literal_runs(path.read_text()):
+            for line, literal in run[:-1]:
+                quote = re.match(r"[a-zA-Z]*('''|\"\"\"|'|\")", literal)
+                body = literal[quote.end() : len(literal) - len(quote.group(1))].strip()
+                if len(body) <= SHORT_PIECE and WORDS.fullmatch(body):
+                    out.append(f"{path.relative_to(root)}:{line} {literal}")
+    return out
+
+
+def lone_lines(lines: list[str]) -> list[int]:
+    """Indexes of the lines of one or two lowercase words with text on both sides."""
+    return [
+        i
+        for i in range(1, len(lines) - 1)
+        if LONE.fullmatch(lines[i].strip()) and lines[i - 1].strip() and lines[i + 1].strip()
+    ]
+
+
+def broken_lines(root: Path = ROOT) -> list[str]:
+    out = []
+    for _, path in modules(root):
+        source, where = path.read_text(), path.relative_to(root)
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = (ast.get_docstring(node, clean=False) or "").splitlines()
+                out += [f"{where}:{node.body[0].lineno + i} {lines[i].strip()!r}" for i in lone_lines(lines)]
+        # Comments alone on their lines; any other line stands between blocks as a blank one.
+        comments = [""] * (source.count("\n") + 2)
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.COMMENT and tok.line.lstrip().startswith("#"):
+                comments[tok.start[0]] = tok.string.lstrip("#")
+        out += [f"{where}:{n} {comments[n].strip()!r}" for n in lone_lines(comments)]
+    return out
+
+
+def test_no_text_is_broken_mid_sentence():
+    assert broken_strings() + broken_lines() == []
+
+
+BROKEN = '''
+
+def f(n):
+    """A trial that asks for more CPUs than a node has would wait forever, so
+    ask
+    for fewer."""
+    # a comment that a re-wrap cut in the middle of
+    # the
+    # sentence
+    return f"--cpus {n} is more than any node has, so " f"ask " "for fewer"
+'''
+
+
+def test_text_broken_mid_sentence_is_caught(tmp_path):
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    target = tmp_path / "search" / "report.py"
+    n = len(target.read_text().splitlines())
+    target.write_text(target.read_text() + BROKEN)
+    assert broken_strings(tmp_path) == [f'search/report.py:{n + 10} f"ask "']
+    assert broken_lines(tmp_path) == [f"search/report.py:{n + 5} 'ask'", f"search/report.py:{n + 8} 'the'"]
 
 
 def test_files_and_functions_read_in_one_sitting():

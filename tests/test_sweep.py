@@ -30,10 +30,11 @@ from sweeps import copy_sweep, ended_results, kill_when, results, run, summary, 
 
 from data_pipeline.config import DataConfig
 from search.analysis.importance import MIN_TRIALS
+from search.core.served import combine, seed_mean
 from search.predict import main as predict
 from search.store.layout import STORAGE_MARKER, RunDir
 from search.store.records import SWEEP_FORMAT
-from search.sweep.bundle import combine, save_ensemble, seed_mean
+from search.sweep.bundle import save_ensemble
 from search.sweep.results import read_history
 from search.tune import main as tune
 

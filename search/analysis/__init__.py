@@ -2,5 +2,6 @@
 tables.py), each model's knobs (knobs.py: importance, sweet spots, the train/val gap), the plots and
 report.html.
 
-It may import configs/, models/, search.engine, search.core, search.store and search.sweep.
+It may import configs/, models/, search.engine, search.core and search.store; nothing of search.sweep, its
+sibling: it reads what a sweep left on disk, and the sweep command saves the ensemble it chose.
 """

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from search.sweep.bundle import combine
+from search.core.served import combine
 
 ROUNDS = 25
 FOLDS = 5

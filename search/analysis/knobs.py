@@ -2,8 +2,7 @@
 retrain of its best configuration:
 - importance with its uncertainty (search/analysis/importance.py), over every trial that reached a validation
   loss: a trial that ASHA stopped counts at the best loss it reached (Optuna's own evaluators read COMPLETE
-  trials
-  only, and leaving the stopped ones out would hide exactly the regions the search learned to avoid);
+  trials only, and leaving the stopped ones out would hide exactly the regions the search learned to avoid);
 - the sweet spot: for each searched knob, the range (or the choices) that the best quarter of those trials
   occupies; only a knob with a detected effect is judged: `edge` when its best trials sit at a searched bound
   (search further), `broad` when they cover most of the range. A knob without a detected effect has no sweet

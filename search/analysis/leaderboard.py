@@ -27,7 +27,6 @@ from search.analysis.tables import (
 from search.engine import metrics
 from search.store import study
 from search.store.layout import RunDir
-from search.sweep.bundle import save_ensemble
 
 
 @dataclass
@@ -100,8 +99,7 @@ def notes(board: Board, labels: dict) -> list[str]:
     if missing:
         out.append(
             f"no intervals or verdicts for {', '.join(missing)}: finished before predictions were kept; "
-            f"run the "
-            "sweep again with --fresh to get them"
+            "run the sweep again with --fresh to get them"
         )
     chosen = board.ensemble
     if chosen is not None:
@@ -204,29 +202,23 @@ def payload(board: Board) -> dict:
     }
 
 
-def save_ensemble_bundle(board: Board) -> None:
-    """The kept ensemble as a bundle search.predict can serve; a stale one goes."""
-    if board.ensemble is not None and board.ensemble.kept:
-        labels = board.summaries[0].data_report["label_names"]
-        describe = board.ensemble.describe()
-        save_ensemble(board.run.ensemble.bundle, board.ensemble.weights, labels, board.dataset, describe)
-    else:
-        board.run.ensemble.remove()
-
-
-def write_leaderboard(run: RunDir, plots: bool = True) -> str:
-    """Print-ready text; also writes leaderboard.md, leaderboard.json, the ensemble, the plots and
-    report.html."""
+def write_report(board: Board, plots: bool = True) -> str:
+    """Print-ready text; also writes leaderboard.md, leaderboard.json, the plots and report.html. It writes no
+    model: the sweep saves the ensemble's bundle (search.tune), the report only describes it."""
     from search.analysis.html import write_html
     from search.analysis.plots import sweep_plots
 
-    board = build(run)
-    save_ensemble_bundle(board)
+    run = board.run
     run.write_leaderboard(render(board, "github", detailed=True) + "\n", payload(board))
     if plots:
         images = sweep_plots(run, board.summaries, board.baseline, board.studies, board.analyses)
         write_html(board, images)
     return render(board, "simple", detailed=False, note=f"; {run.size_mb():.1f} MB on disk")
+
+
+def write_leaderboard(run: RunDir, plots: bool = True) -> str:
+    """write_report of the board built from what the run directory holds now."""
+    return write_report(build(run), plots)
 
 
 def json_summary(summaries: list, baseline) -> dict:

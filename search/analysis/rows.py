@@ -13,9 +13,9 @@ import numpy as np
 
 from search.analysis import ensemble as ensembles
 from search.analysis.stats import holm, metric_intervals, paired, verdict
+from search.core.served import combine, seed_mean
 from search.engine import metrics
 from search.store.layout import RunDir
-from search.sweep.bundle import combine, seed_mean
 
 
 @dataclass
@@ -183,15 +183,3 @@ def validation_winner(rows: list[Row], chosen, summaries: list, baseline_served:
 def served_name(row: Row | None) -> str | None:
     """A row's name as search.predict --model takes it."""
     return None if row is None else BASELINE if row.kind == "baseline" else row.name
-
-
-def served_model(run: RunDir, summaries: list) -> str:
-    """validation_winner, from the run directory (for search.predict); the ensemble only once it is saved."""
-    baseline = run.read_baseline()
-    rows, labels = gather(run, summaries, baseline)
-    chosen = add_ensemble(rows, labels) if labels else None
-    saved = run.baseline_model.bundle.read_meta() is not None
-    winner = validation_winner(rows, chosen, summaries, saved)
-    if winner == "ensemble" and run.ensemble.bundle.read_meta() is None:
-        return validation_winner(rows, None, summaries, saved)
-    return winner

@@ -27,8 +27,7 @@ DETAIL_HEADERS = [
 ]
 DETAIL_NOTE = (
     "trials: completed / stopped by ASHA / failed; val loss: the best trial's; RSS MB: its peak; gap: "
-    "train - val "
-    "accuracy of the retrain at its best epoch; texts/s: inference from text"
+    "train - val accuracy of the retrain at its best epoch; texts/s: inference from text"
 )
 KNOB_HEADERS = ["knob", "importance [80%]", "PED-ANOVA", "sweet spot (best 25%)", "chosen", "flags"]
 
@@ -184,8 +183,7 @@ def analysis_lines(model: str, analysis: dict) -> tuple[str, list[str]]:
         )
     title = (
         f"{model}: knobs over the {analysis['scored_trials']} trials that reached a validation loss; "
-        f"sweet spot: the "
-        f"range of the best {analysis['top_trials']}"
+        f"sweet spot: the range of the best {analysis['top_trials']}"
     )
     found = analysis.get("importance") or {}
     notes = []

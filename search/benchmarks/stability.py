@@ -17,9 +17,9 @@ from scipy.stats import spearmanr
 from search.analysis.leaderboard import build
 from search.analysis.stats import mcnemar_p
 from search.benchmarks.common import Context, table
+from search.core.served import seed_mean
 from search.core.settings import load_settings
 from search.store.layout import RunDir
-from search.sweep.bundle import seed_mean
 
 SEEDS = (1, 2, 3, 4, 5)
 
@@ -137,15 +137,12 @@ def search_stability(ctx: Context, label: str = "shipped defaults", extra: tuple
     return table(
         f"10. Stability of the search ({label})",
         f"Each task's sweep ({trials or 'the shipped number of'} trials, retrained on 2 seeds) with search "
-        "seeds "
-        f"{', '.join(map(str, seeds))}. "
+        f"seeds {', '.join(map(str, seeds))}. "
         "Means over the pairs of runs: sweet-spot overlap (1 = the same ranges and choices), Spearman "
-        "correlation "
-        "of the importance medians, agreement of the knobs with a detectable effect (how many each run "
-        "found), the "
-        "picks' test accuracy (mean, range) and how many pairs of picks tie on test (McNemar, p >= 0.05), "
-        "and the "
-        "share of the other runs' importance medians inside the first run's 80% intervals.",
+        "correlation of the importance medians, agreement of the knobs with a detectable effect (how many "
+        "each run found), the picks' test accuracy (mean, range) and how many pairs of picks tie on test "
+        "(McNemar, p >= 0.05), and the share of the other runs' importance medians inside the first run's "
+        "80% intervals.",
         [
             "task",
             "seeds",

@@ -85,10 +85,8 @@ def tune_overhead(ctx: Context) -> str:
     return table(
         "5. Ray Tune overhead vs a plain Optuna loop",
         "Same LSTM trainable, same space and TPE seed, no early stopping; trials one at a time on every "
-        "core, or "
-        "side by side on one core each (plain Optuna: `study.optimize(n_jobs=N)`, threads of one "
-        "process). Wall "
-        "seconds; Ray's start-up is shown apart (paid once per command).",
+        "core, or side by side on one core each (plain Optuna: `study.optimize(n_jobs=N)`, threads of one "
+        "process). Wall seconds; Ray's start-up is shown apart (paid once per command).",
         ["sweep", "plain Optuna", "Ray Tune + Optuna", "ratio", "ray.init"],
         rows,
     )

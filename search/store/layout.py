@@ -112,8 +112,7 @@ class BundleDir:
         return files.read_json(
             self.meta_path,
             f"delete {self.root.parent / ModelDir.SUMMARY} and run the same python -m search.tune command "
-            f"again: "
-            "it retrains from the finished trials and writes the model again",
+            "again: it retrains from the finished trials and writes the model again",
         )
 
     def write_meta(self, meta: dict) -> None:
@@ -345,6 +344,12 @@ class RunDir:
         if not path.is_file():
             return None
         return files.read_json(path, "run python -m search.report to write it again")
+
+    def read_predict_default(self) -> str | None:
+        """The row search.predict serves by default, as the last leaderboard recorded it (its
+        predict_default); None before the first leaderboard."""
+        board = self.read_leaderboard()
+        return None if board is None else board.get("predict_default")
 
     def size_mb(self) -> float:
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file()) / 2**20

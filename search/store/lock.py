@@ -2,13 +2,10 @@
 
 Two mechanisms, because each covers what the other cannot:
 - an OS lock (fcntl through the `filelock` package) on runs/<name>/.lock: the kernel releases it when the
-holder
-  dies, however it dies, so a lock is never left behind on one machine;
+  holder dies, however it dies, so a lock is never left behind on one machine;
 - beside it, .lock.json names the holder (PID, host, start time) and carries a heartbeat the holder renews
-every
-  30 s. On shared storage (NFS and the like) OS locks can be unreliable between hosts; the heartbeat still
-  tells
-  a live holder on another host from a dead one, and the message says how to break a stale lock.
+  every 30 s. On shared storage (NFS and the like) OS locks can be unreliable between hosts; the heartbeat
+  still tells a live holder on another host from a dead one, and the message says how to break a stale lock.
 
 search.report and search.predict do not take the lock: they read finished results and write atomically.
 """
@@ -113,8 +110,7 @@ class SweepLock:
             )
         raise SweepLocked(
             f"{self.path.parent} is locked by {self._describe(holder)}, silent for {silent / 60:.0f} min; "
-            f"if no "
-            f"search.tune runs there any more, delete {self.holder_path} and run this command again"
+            f"if no search.tune runs there any more, delete {self.holder_path} and run this command again"
         )
 
     def _write_holder(self) -> None:

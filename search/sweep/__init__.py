@@ -8,8 +8,7 @@
 - cluster.py: the Ray cluster; storage.py: where trials are kept; interrupt.py: Ctrl-C and SIGTERM;
 - budget.py: --time-budget; warmstart.py: --warm-start;
 - retrain.py: the retrain on seeds (the only reader of test); baseline.py: TF-IDF + LR; bundle.py: the model
-on
-  disk for search.predict.
+  on disk for search.predict.
 
 It may import configs/, data_pipeline/, models/, search.engine, search.core and search.store.
 """

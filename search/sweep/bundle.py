@@ -20,6 +20,7 @@ from data_pipeline.config import DataConfig
 from data_pipeline.prepare import UNK, PreparedData, encode
 from data_pipeline.text import process
 from models import build_model, builder_info, entry
+from search.core.served import combine, seed_mean
 from search.engine import TrainConfig, predict, set_threads
 from search.store.layout import BundleDir, ModelDir, RunDir
 
@@ -46,17 +47,6 @@ def _unportable(info: dict) -> dict:
         else v
         for k, v in info.items()
     }
-
-
-def seed_mean(probs: np.ndarray) -> np.ndarray:
-    """Each text's class probabilities averaged over the seeds' (seeds, texts, classes), in float64."""
-    return probs.astype(np.float64).mean(0)
-
-
-def combine(probs: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
-    """The ensemble's probabilities: the weighted mean of its members' (seed-averaged) probabilities, summed
-    in a fixed order, so that the report and search.predict compute the same numbers."""
-    return sum(weights[m] * probs[m].astype(np.float64) for m in sorted(weights))
 
 
 def save_bundle(bundle: BundleDir, settings, data: PreparedData, info: dict, retrain_result: dict) -> None:
@@ -263,10 +253,8 @@ def _read_meta(bundle: BundleDir) -> dict:
     if meta.get("format") not in READS:
         raise UserError(
             f"{bundle.root} was written by another version of sweetspot (format {meta.get('format')}, "
-            f"this one "
-            f"reads {', '.join(map(str, READS))}); run its sweep again with python -m search.tune ... "
-            f"--fresh to "
-            "retrain it"
+            f"this one reads {', '.join(map(str, READS))}); run its sweep again with python -m search.tune "
+            "... --fresh to retrain it"
         )
     return meta
 
@@ -299,8 +287,7 @@ def _load_model(bundle: BundleDir, meta: dict) -> Bundle:
     except (KeyError, TypeError, AttributeError) as err:
         raise UserError(
             f"{bundle.meta_path} is damaged (no {err}); delete {bundle.root.parent / ModelDir.SUMMARY} "
-            f"and run "
-            "the same python -m search.tune command again: it retrains from the finished trials"
+            "and run the same python -m search.tune command again: it retrains from the finished trials"
         ) from None
     models = {}
     for seed in seeds:

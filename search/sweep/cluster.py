@@ -129,8 +129,7 @@ def check_resources(cpus: int, budget: int, budget_text: str) -> None:
     if cpus > node_cpus():
         raise UserError(
             f"--cpus {cpus} is more than any Ray node has ({node_cpus()}); a trial would wait forever, so "
-            f"ask "
-            "for fewer"
+            "ask for fewer"
         )
     if budget > node_memory():
         raise UserError(

@@ -41,8 +41,7 @@ def check_dataset(run: RunDir, settings, fresh: bool) -> str:
         if changed and not fresh:
             raise UserError(
                 f"{run.root} holds sweeps of other data: {'; '.join(changed)}; pass --fresh to discard "
-                f"them, or "
-                "--name to start another sweep"
+                "them, or --name to start another sweep"
             )
         if changed:
             print(f"--fresh: the data changed ({'; '.join(changed)}); discarding all of {run.root}")
@@ -89,8 +88,7 @@ def check_settings(folder: ModelDir, settings, extend_space: bool = False) -> bo
         raise UserError(
             f"{folder.root} was started with another search space (changed: {', '.join(knobs)}); pass "
             "--extend-space to search the new one (the earlier trials inside it inform the sampler), "
-            "--fresh to "
-            "discard the sweep, or --name to start another"
+            "--fresh to discard the sweep, or --name to start another"
         )
     for key in changed:
         section, _, name = key.partition(".")
@@ -109,7 +107,7 @@ def begin(folder: ModelDir, settings, fresh: bool, experiment: str) -> None:
     if fresh and folder.exists():
         print(
             f"--fresh: discarding {folder.root} ({len(folder.trial_dirs())} trial folders, checkpoints, "
-            f"results)"
+            "results)"
         )
         folder.remove()
     if fresh:

@@ -4,8 +4,8 @@ stopped.
 Ray Tune would catch SIGINT itself and return from Tuner.fit() as if the search had ended, and SIGTERM would
 end the driver at once. Instead, while a command runs, the first SIGINT or SIGTERM:
 - during a search, asks Ray Tune to stop (through its SIGUSR1 handler, at its next step): it saves its state
-and
-  stops the running trials, which continue from their last epoch checkpoint next time; the command then stops;
+  and stops the running trials, which continue from their last epoch checkpoint next time; the command then
+  stops;
 - anywhere else (data preparation, the retrain), stops the command at once.
 Either way nothing is retrained or summarised as if finished, and the command exits 128 + the signal's number
 (130, 143) with one line that says how to resume. A second signal stops at once.

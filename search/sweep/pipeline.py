@@ -124,8 +124,7 @@ def _say_finished(name: str, asked: int, done: Summary) -> None:
     if asked < done.trials["total"]:
         print(
             f"[{name}] asked for {asked} trials, but this sweep finished {done.trials['total']}: showing "
-            f"those "
-            f"(use --fresh to start a smaller sweep)",
+            "those (use --fresh to start a smaller sweep)",
             flush=True,
         )
     else:

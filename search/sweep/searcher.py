@@ -4,8 +4,11 @@ default; random search or a quasi-random Halton sequence for comparison) and ASH
 Ray's OptunaSearch tells Optuna that a trial ASHA stopped is COMPLETE, with its truncated score, and that an
 errored trial that had reported is COMPLETE too; PruneAwareOptunaSearch tells them as PRUNED and FAIL. Trials
 of an earlier sweep can be told to it before the first trial (a warm start): they inform the sampler only.
+The time budget reaches it as its Gate, which run_search gives it for one command and which is never saved
+with it.
 """
 
+import pickle
 from typing import Callable, Optional
 
 import optuna
@@ -22,25 +25,39 @@ TOLD = "told"  # user attribute of a trial told to the sampler, never run here
 
 
 class Gate:
-    """Whether another trial may start (the time budget). It lives outside the searcher, which Ray pickles
-    into the experiment's state, and is asked only when a trial could start now (below the concurrency
-    limit)."""
+    """Whether another trial may start (the time budget): run_search makes one per search and gives it to the
+    searcher. It is asked only when a trial could start now (below the concurrency limit), and remembers
+    whether it ever said no."""
 
-    def __init__(self):
-        self.allow: Optional[Callable[[], bool]] = None
+    def __init__(self, allow: Optional[Callable[[], bool]] = None):
+        self.allow = allow
         self.closed = False
 
-    def open(self, allow: Optional[Callable[[], bool]]) -> None:
-        self.allow, self.closed = allow, False
-
-
-GATE = Gate()
+    def admits(self) -> bool:
+        if self.allow is None or self.allow():
+            return True
+        self.closed = True
+        return False
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
+    # This command's gate, never part of the saved searcher: Ray pickles the searcher (tuner.pkl, the
+    # experiment's searcher state), and the gate holds this command's clock. A searcher restored from disk
+    # has none until run_search gives it one.
+    gate: Optional[Gate] = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("gate", None)
+        return state
+
+    def save(self, checkpoint_path: str):
+        # OptunaSearch.save pickles __dict__ itself, past __getstate__.
+        with open(checkpoint_path, "wb") as out:
+            pickle.dump(self.__getstate__(), out)
+
     def suggest(self, trial_id: str):
-        if GATE.allow is not None and not GATE.allow():
-            GATE.closed = True
+        if self.gate is not None and not self.gate.admits():
             return Searcher.FINISHED
         return super().suggest(trial_id)
 

@@ -20,7 +20,7 @@ from search.store.records import TrialRecord
 from search.sweep.interrupt import SIGNALS
 from search.sweep.progress import LiveStudy, Progress
 from search.sweep.results import from_result
-from search.sweep.searcher import GATE, find_searcher, new_searcher, scheduler
+from search.sweep.searcher import Gate, find_searcher, new_searcher, scheduler
 from search.sweep.trial import run_trial
 
 
@@ -132,7 +132,11 @@ def run_search(
     search_alg = tuner._local_tuner._tune_config.search_alg
     search_alg.wanted = settings.search.trials
     progress = Progress(label, settings.search.trials, settings.search.concurrent, show)
-    GATE.open((lambda: gate(progress)) if gate else None)
+    searcher = find_searcher(search_alg)
+    # Given after Tuner.restore too: the searcher it unpickled was saved without one.
+    budget = Gate((lambda: gate(progress)) if gate else None)
+    if searcher is not None:
+        searcher.gate = budget
     # Tuner.restore takes no RunConfig, and the callbacks need this run's clock: set them on the tuner.
     live = [LiveStudy(on_trial)] if on_trial else []
     tuner._local_tuner._run_config.callbacks = [progress, TellTune(), *live, *(callbacks or [])]
@@ -141,12 +145,10 @@ def run_search(
         results = tuner.fit()
     finally:
         SIGNALS.searching = False
-        GATE.allow = None
     SIGNALS.check()
-    searcher = find_searcher(search_alg)
     return SearchOutcome(
         [from_result(r, experiment) for r in results],
         searcher.own_states() if searcher else {},
         searcher.told() if searcher else 0,
-        GATE.closed,
+        budget.closed,
     )
