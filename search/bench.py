@@ -43,7 +43,9 @@ def run(ctx: Context, command: str, only: list[str]) -> str:
         if missing:
             parts.append(f"Section {number} skipped: it needs --{missing[0]}.\n")
             continue
+        began = time.perf_counter()
         parts.append(section(ctx))
+        print(f"[bench] section {number}: {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
     parts.append(f"Total benchmark time: {time.perf_counter() - started:.0f} s.\n")
     return "\n".join(parts)
 

@@ -88,23 +88,27 @@ def parse_args(argv):
         help=f"trials at once (default {SearchConfig.concurrent}); each has --cpus CPUs and its memory",
     )
     g.add_argument(
+        "--storage",
+        help="where trial results and checkpoints go: a directory every node mounts, or s3://, gs:// "
+        "(default: the runs directory; required on a cluster of several nodes)",
+    )
+    add_replay_args(g)
+    return parser.parse_args(argv)
+
+
+def add_replay_args(group) -> None:
+    group.add_argument(
         "--replay",
         metavar="BANK",
-        help="a rehearsal: trials replay a curve bank's recorded curves (a shipped bank's name, e.g. tiny-lstm, "
-        "or a file from python -m search.bank) instead of training; the retrains still train",
+        help="a rehearsal: trials replay a curve bank's recorded curves (a shipped bank's name, e.g. "
+        "tiny-lstm, or a file from python -m search.bank) instead of training; the retrains still train",
     )
-    g.add_argument(
+    group.add_argument(
         "--replay-epoch-s",
         type=float,
         metavar="S",
         help="wall seconds each replayed epoch lasts (default 0)",
     )
-    g.add_argument(
-        "--storage",
-        help="where trial results and checkpoints go: a directory every node mounts, or s3://, gs:// "
-        "(default: the runs directory; required on a cluster of several nodes)",
-    )
-    return parser.parse_args(argv)
 
 
 def search_overrides(args) -> dict:

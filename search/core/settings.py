@@ -42,8 +42,8 @@ class SearchConfig:
     # where Ray keeps trial results and checkpoints: None for the runs directory, else a directory that
     # every node mounts or a URI (s3://, gs://); see search/storage.py
     storage: Optional[str] = None
-    # a rehearsal: trials replay this curve bank's recorded curves (a shipped bank's name, e.g. tiny-lstm, or a
-    # file) instead of training; the retrains still train (search/sweep/replay.py)
+    # a rehearsal: trials replay this curve bank's recorded curves (a shipped bank's name, e.g. tiny-lstm,
+    # or a file) instead of training; the retrains still train (search/sweep/replay.py)
     replay: Optional[str] = None
     replay_epoch_s: float = 0.0  # wall seconds each replayed epoch lasts (a rehearsal of kills or budgets)
     space: dict = field(default_factory=dict)  # {dotted key: {kind: args}}, as written in YAML

@@ -165,9 +165,10 @@ def _trainable(settings: Settings, inputs, num_classes: int, cpus: int):
     if settings.search.replay is None:
         return trainable(settings, inputs, num_classes, cpus)
     bank = load_bank(bank_file(settings.search.replay))
+    title = bank.meta.get("title", "a bank")
     print(
-        f"[{settings.model_name}] a rehearsal: trials replay the curves of {bank.meta.get('title', 'a bank')} "
-        "(nothing is trained in the search; the retrains train)",
+        f"[{settings.model_name}] a rehearsal: trials replay the curves of {title} (nothing is trained in "
+        "the search; the retrains train)",
         flush=True,
     )
     return replay_trainable(settings, bank, pause_s=settings.search.replay_epoch_s)
