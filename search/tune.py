@@ -18,7 +18,7 @@ from configs.errors import cli_entry, require
 from data_pipeline.config import BUILTIN_DATASETS, DataConfig
 from models import MODELS
 from search.core.options import add_data_args, add_model_args, settings_from_args
-from search.core.settings import SearchConfig, parse_bytes, parse_duration
+from search.core.settings import SearchConfig, parse_duration
 from search.engine import TrainConfig
 from search.store.layout import RunDir
 from search.store.lock import SweepLock
@@ -151,8 +151,6 @@ def check_args(args) -> None:
         "--config replaces one model's YAML; use it with a single --model, or edit configs/<model>.yaml for "
         "--model all",
     )
-    if args.memory_budget:
-        parse_bytes(args.memory_budget)
     if args.time_budget:
         parse_duration(args.time_budget)
     for path in args.warm_start:

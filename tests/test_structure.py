@@ -466,3 +466,17 @@ def test_missing_test_data_fails_in_ci_and_skips_elsewhere(tmp_path):
             timeout=120,
         )
         assert expected in proc.stdout, proc.stdout[-2000:]
+
+
+def test_a_byte_size_is_parsed_only_where_settings_are_built():
+    """The memory budget is parsed once, when the settings are validated; everything after reads
+    settings.search.budget_bytes (issue 29: it was parsed in five places)."""
+    calls = []
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Call):
+                    name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+                    if name == "parse_bytes":
+                        calls.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert calls and all(call.startswith("search/core/settings.py:") for call in calls), calls

@@ -60,7 +60,14 @@ class SearchConfig:
             concurrent=(1, None, True),
             replay_epoch_s=(0, None, True),
         )
-        parse_bytes(self.memory_budget)
+        self._budget_bytes = parse_bytes(self.memory_budget)  # parsed here only, where settings are built
+
+    @property
+    def budget_bytes(self) -> int:
+        """memory_budget in bytes."""
+        if getattr(self, "_budget_bytes", None) is None:  # a SearchConfig made without validation
+            self._budget_bytes = parse_bytes(self.memory_budget)
+        return self._budget_bytes
 
 
 @dataclass

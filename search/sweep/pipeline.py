@@ -13,7 +13,7 @@ from configs.errors import UserError
 from data_pipeline.prepare import PreparedData, format_report
 from models import input_lines, input_report
 from search.core.provenance import provenance
-from search.core.settings import Settings, apply_params, parse_bytes
+from search.core.settings import Settings, apply_params
 from search.engine.memory import MemoryWatch, peak_total_mb
 from search.store import study
 from search.store.layout import ModelDir, RunDir
@@ -68,7 +68,7 @@ def _sweep(
     connect(options.address)
     SIGNALS.reclaim()
     cpus = options.cpus or node_cpus()
-    check_resources(cpus, parse_bytes(settings.search.memory_budget), settings.search.memory_budget)
+    check_resources(cpus, settings.search.budget_bytes, settings.search.memory_budget)
     experiment = join(check_storage(settings.search.storage, run.root), name)
     told = []
     if extend:

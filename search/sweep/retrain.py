@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from configs.errors import UserError
 from models import build_model, count_params, entry
 from models.batching import UNBATCHED
-from search.core.settings import Settings, apply_params, parse_bytes
+from search.core.settings import Settings, apply_params
 from search.engine import fit, metrics, predict, seed_everything
 from search.engine.memory import MemoryBudgetExceeded, MemoryWatch, release_memory
 from search.store import files
@@ -48,7 +48,7 @@ def _train_one(cfg: Settings, inputs: dict, info: dict, num_classes: int, seed: 
     includes the data it holds)."""
     seed_everything(seed)
     release_memory()
-    with MemoryWatch(parse_bytes(cfg.search.memory_budget), hard_limit=False) as watch:
+    with MemoryWatch(cfg.search.budget_bytes, hard_limit=False) as watch:
         try:
             model = build_model(cfg.model_name, cfg.model, num_classes, info)
             result = fit(

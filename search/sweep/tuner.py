@@ -15,7 +15,7 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.search_generator import SearchGenerator
 
-from search.core.settings import Settings, parse_bytes
+from search.core.settings import Settings
 from search.store.records import TrialRecord
 from search.sweep.interrupt import SIGNALS
 from search.sweep.progress import LiveStudy, Progress
@@ -63,7 +63,7 @@ class SearchOutcome:
 def trainable(settings: Settings, inputs, num_classes: int, cpus: int):
     """The trial that trains: inputs are search.sweep.inputs.sweep_inputs's (train and val, never test;
     each trial builds its own)."""
-    budget = parse_bytes(settings.search.memory_budget)
+    budget = settings.search.budget_bytes
     return tune.with_resources(
         tune.with_parameters(
             run_trial,
