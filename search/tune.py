@@ -23,7 +23,7 @@ from search.engine import TrainConfig
 from search.store.layout import RunDir
 from search.store.lock import SweepLock
 from search.sweep.budget import TimeBudget
-from search.sweep.interrupt import SIGNALS
+from search.sweep.interrupt import Signals
 from search.sweep.replay import bank_file, check_bank, load_bank
 
 # Ray, SciPy and scikit-learn are imported after the lock is taken (in sweep() and finish_sweep()): a second
@@ -177,7 +177,7 @@ def ensure_baseline(run: RunDir, data, identity: str, min_token_len: int) -> Non
         run.write_baseline(row)
 
 
-def sweep(args, models: list[str], run: RunDir, budget: TimeBudget | None) -> None:
+def sweep(args, models: list[str], run: RunDir, budget: TimeBudget | None, signals: Signals) -> None:
     from search.sweep.identity import check_dataset
     from search.sweep.inputs import prepare_for_sweep
     from search.sweep.pipeline import SweepOptions, print_data_report, sweep_model
@@ -195,6 +195,7 @@ def sweep(args, models: list[str], run: RunDir, budget: TimeBudget | None) -> No
         budget=budget,
         warm_start=[RunDir(Path(p)) for p in args.warm_start],
         extend_space=args.extend_space,
+        signals=signals,
     )
     for model in models:
         if budget:
@@ -239,7 +240,8 @@ def main(argv=None):
         check_bank(load_bank(bank_file(first.search.replay)), first)
     run = RunDir(Path(args.runs_dir) / (args.name or default_name(first)))
     budget = TimeBudget(parse_duration(args.time_budget), models, start) if args.time_budget else None
-    SIGNALS.install()
+    signals = Signals()
+    signals.install()
     try:
         with SweepLock(run.lock_path) as lock:
             if lock.took_over:
@@ -249,10 +251,10 @@ def main(argv=None):
                     flush=True,
                 )
             run.remove_temporaries()  # what a writer killed halfway left (the lock is ours now)
-            sweep(args, models, run, budget)
+            sweep(args, models, run, budget, signals)
             print("\n" + finish_sweep(run, plots=not args.no_plots))
     finally:
-        SIGNALS.restore()
+        signals.restore()
     print(f"\nwall time {time.time() - start:.0f}s; results in {run.root}")
     if args.json:
         from search.analysis.leaderboard import json_summary, load_sweep

@@ -480,3 +480,46 @@ def test_a_byte_size_is_parsed_only_where_settings_are_built():
                     if name == "parse_bytes":
                         calls.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert calls and all(call.startswith("search/core/settings.py:") for call in calls), calls
+
+
+def module_level_instances() -> dict[str, set[str]]:
+    """{module: names bound at its top level to an instance of a class the project defines}."""
+    trees = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts): ast.parse(path.read_text())
+        for package in PACKAGES
+        for path in (ROOT / package).rglob("*.py")
+    }
+    classes = {
+        n.name
+        for tree in trees.values()
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ClassDef) and not any("frozen=True" in ast.unparse(d) for d in n.decorator_list)
+    }  # a frozen dataclass's instance is a constant: it may be shared
+    out = {}
+    for module, tree in trees.items():
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+                callee = getattr(node.value.func, "id", None) or getattr(node.value.func, "attr", None)
+                if callee in classes:
+                    out.setdefault(module, set()).update(
+                        t.id for t in node.targets if isinstance(t, ast.Name)
+                    )
+    return out
+
+
+def test_no_module_level_state_is_shared_with_another_module():
+    """No hidden channels (issue 29): an object with state made at a module's top level (a gate, the signal
+    state) is never imported by another module, where it could be read and changed unseen; such objects are
+    made by a command and passed down."""
+    instances = module_level_instances()
+    shared = []
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module in instances:
+                    shared += [
+                        f"{path.relative_to(ROOT)} imports {node.module}.{a.name}"
+                        for a in node.names
+                        if a.name in instances[node.module]
+                    ]
+    assert shared == []

@@ -21,6 +21,9 @@ RESUME = "the sweep's state is saved; run the same command again to resume it"
 
 
 class Signals:
+    """One command's signal state: search.tune makes it and installs its handlers, and hands it down to the
+    sweep (SweepOptions.signals) and the search (run_search), which alone read and change it."""
+
     def __init__(self):
         self.signum: int | None = None
         self.searching = False
@@ -55,6 +58,3 @@ class Signals:
         """Raise Interrupted if a signal came while the search ran."""
         if self.signum is not None:
             raise Interrupted(self.signum, RESUME)
-
-
-SIGNALS = Signals()

@@ -24,7 +24,7 @@ from search.sweep.cluster import check_resources, connect, node_cpus
 from search.sweep.extend import set_aside
 from search.sweep.identity import begin, check_settings
 from search.sweep.inputs import model_inputs, prepare_for_sweep, sweep_inputs
-from search.sweep.interrupt import SIGNALS
+from search.sweep.interrupt import Signals
 from search.sweep.replay import bank_file, load_bank, replay_trainable
 from search.sweep.results import choose_best, counts
 from search.sweep.retrain import retrain
@@ -43,6 +43,7 @@ class SweepOptions:
     budget: TimeBudget | None = None
     warm_start: list[RunDir] = field(default_factory=list)
     extend_space: bool = False
+    signals: Signals = field(default_factory=Signals)  # the command's, its handlers installed by search.tune
 
 
 def sweep_model(settings: Settings, run: RunDir, options: SweepOptions) -> Summary:
@@ -66,7 +67,7 @@ def _sweep(
     name = settings.model_name
     data = prepare_for_sweep(settings, options.cache_dir)
     connect(options.address)
-    SIGNALS.reclaim()
+    options.signals.reclaim()
     cpus = options.cpus or node_cpus()
     check_resources(cpus, settings.search.budget_bytes, settings.search.memory_budget)
     experiment = join(check_storage(settings.search.storage, run.root), name)
@@ -157,6 +158,7 @@ def _search(
         on_trial=lambda record: study.add_trial(run, name, record, settings.space),
         told=told,
         gate=gate,
+        signals=options.signals,
     )
 
 

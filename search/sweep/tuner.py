@@ -17,7 +17,7 @@ from ray.tune.search.search_generator import SearchGenerator
 
 from search.core.settings import Settings
 from search.store.records import TrialRecord
-from search.sweep.interrupt import SIGNALS
+from search.sweep.interrupt import Signals
 from search.sweep.progress import LiveStudy, Progress
 from search.sweep.results import from_result
 from search.sweep.searcher import Gate, find_searcher, new_searcher, scheduler
@@ -28,11 +28,12 @@ class TellTune(tune.Callback):
     """Asks Ray Tune to stop at its next step once a signal came (search/sweep/interrupt.py): Tune's handler
     for SIGUSR1 is in place while it runs its loop, which is where this callback is called from."""
 
-    def __init__(self):
+    def __init__(self, signals: Signals):
+        self.signals = signals
         self.told = False
 
     def on_step_begin(self, iteration, trials, **info):
-        if SIGNALS.signum is not None and not self.told:
+        if self.signals.signum is not None and not self.told:
             self.told = True
             os.kill(os.getpid(), signal.SIGUSR1)
 
@@ -114,13 +115,17 @@ def run_search(
     gate: Optional[Callable[[Progress], bool]] = None,
     callbacks: list | None = None,
     show: bool = True,
+    signals: Signals | None = None,
 ) -> SearchOutcome:
     """run: the trial's Tune trainable, one that trains (`trainable` above) or one that replays recorded
     curves (search.sweep.replay.replay_trainable); the search does not know which. experiment: where Ray
     keeps the trials (a directory or a URI). on_trial: called with each trial's record as it ends. told:
     finished points from an earlier sweep for a new search's sampler. gate(progress): whether another trial
     may start (the time budget). callbacks: more Tune callbacks (the benchmarks' clocks). show: a progress
-    line per trial. Raises Interrupted after SIGINT or SIGTERM."""
+    line per trial. signals: the command's (search.sweep.interrupt), whose handlers are installed; with
+    them, raises Interrupted after SIGINT or SIGTERM (without them, as in the benchmarks, Ray Tune's own
+    handling)."""
+    signals = signals or Signals()
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")  # small state, saved often: a kill loses little
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0, the legacy reporter prints nothing
     if tune.Tuner.can_restore(experiment):
@@ -139,13 +144,13 @@ def run_search(
         searcher.gate = budget
     # Tuner.restore takes no RunConfig, and the callbacks need this run's clock: set them on the tuner.
     live = [LiveStudy(on_trial)] if on_trial else []
-    tuner._local_tuner._run_config.callbacks = [progress, TellTune(), *live, *(callbacks or [])]
-    SIGNALS.searching = True
+    tuner._local_tuner._run_config.callbacks = [progress, TellTune(signals), *live, *(callbacks or [])]
+    signals.searching = True
     try:
         results = tuner.fit()
     finally:
-        SIGNALS.searching = False
-    SIGNALS.check()
+        signals.searching = False
+    signals.check()
     return SearchOutcome(
         [from_result(r, experiment) for r in results],
         searcher.own_states() if searcher else {},
