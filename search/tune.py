@@ -177,12 +177,13 @@ def ensure_baseline(run: RunDir, data, identity: str, min_token_len: int) -> Non
         run.write_baseline(row)
 
 
-def sweep(args, models: list[str], run: RunDir, budget: TimeBudget | None, signals: Signals) -> None:
+def sweep(args, settings: list, run: RunDir, budget: TimeBudget | None, signals: Signals) -> None:
+    """Each model's sweep, in order, with the settings main built for it."""
     from search.sweep.identity import check_dataset
     from search.sweep.inputs import prepare_for_sweep
     from search.sweep.pipeline import SweepOptions, print_data_report, sweep_model
 
-    first = settings_from_args(models[0], args, search_overrides(args))
+    first = settings[0]
     identity = check_dataset(run, first, args.fresh)
     data = prepare_for_sweep(first, args.cache_dir)
     print_data_report(data)
@@ -197,12 +198,12 @@ def sweep(args, models: list[str], run: RunDir, budget: TimeBudget | None, signa
         extend_space=args.extend_space,
         signals=signals,
     )
-    for model in models:
+    for model in settings:
         if budget:
-            budget.begin(model)
-        sweep_model(settings_from_args(model, args, search_overrides(args)), run, options)
+            budget.begin(model.model_name)
+        sweep_model(model, run, options)
         if budget:
-            budget.end(model)
+            budget.end(model.model_name)
     ensure_baseline(run, data, identity, first.data.min_token_len)
 
 
@@ -235,7 +236,8 @@ def main(argv=None):
     check_args(args)
     start = psutil.Process().create_time()  # the command's start: a time budget counts its imports too
     models = list(MODELS) if args.model == "all" else [args.model]
-    first = settings_from_args(models[0], args, search_overrides(args))
+    settings = [settings_from_args(model, args, search_overrides(args)) for model in models]  # once each
+    first = settings[0]
     if first.search.replay:
         check_bank(load_bank(bank_file(first.search.replay)), first)
     run = RunDir(Path(args.runs_dir) / (args.name or default_name(first)))
@@ -251,7 +253,7 @@ def main(argv=None):
                     flush=True,
                 )
             run.remove_temporaries()  # what a writer killed halfway left (the lock is ours now)
-            sweep(args, models, run, budget, signals)
+            sweep(args, settings, run, budget, signals)
             print("\n" + finish_sweep(run, plots=not args.no_plots))
     finally:
         signals.restore()
