@@ -109,7 +109,8 @@ def peak_rss(ctx: Context) -> str:
     """Each model trains in a fresh process, which reports its own peak RSS."""
     rows = []
     size = str(max(100, ctx.plan.train_size // 4))
-    for name in (*CUSTOM, *(["distilbert"] if ctx.encoder else [])):
+    custom = CUSTOM[:1] if ctx.plan.quick else CUSTOM  # quick: the code path, one fresh process a kind
+    for name in (*custom, *(["distilbert"] if ctx.encoder else [])):
         cmd = [sys.executable, "-c", RSS_CHILD, "--model", name, "--epochs", "2"]
         cmd += ["--train-size", str(ctx.plan.train_size), "--val-size", size, "--test-size", size]
         cmd += ["--encoder", ctx.encoder] if name == "distilbert" else []
