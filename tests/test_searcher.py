@@ -108,3 +108,26 @@ def test_selection_picks_an_asha_stopped_trial_with_the_lowest_loss():
     ]
     assert choose_best(records).trial_id == "stopped"
     assert choose_best(records[2:]) is None
+
+
+def test_ray_tunes_private_details_live_in_one_module_checked_against_this_ray():
+    """search/sweep/raytune.py reads Ray Tune's private attributes and path conventions, checked against the
+    Ray versions it names: an upgrade of Ray fails here until someone has read them again."""
+    from pathlib import Path
+
+    import ray
+
+    from search.sweep.raytune import experiment_parts, trial_folder, version_checked
+
+    assert version_checked(ray.__version__), f"Ray {ray.__version__}: read search/sweep/raytune.py again"
+    assert not version_checked("2.61.0") and version_checked("2.60.3")
+    assert experiment_parts("/runs/imdb/lstm/") == ("/runs/imdb", "lstm")
+    assert experiment_parts("s3://bucket/imdb/lstm") == ("s3://bucket/imdb", "lstm")
+    assert trial_folder("s3://bucket/imdb/lstm/1bcc8c21/") == "1bcc8c21"
+    root = Path(__file__).resolve().parents[1] / "search"
+    private = [
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if "_local_tuner" in p.read_text() and p.name != "raytune.py"
+    ]
+    assert private == []

@@ -25,6 +25,7 @@ from search.sweep.extend import set_aside
 from search.sweep.identity import begin, check_settings
 from search.sweep.inputs import model_inputs, prepare_for_sweep, sweep_inputs
 from search.sweep.interrupt import Signals
+from search.sweep.raytune import trial_folder
 from search.sweep.replay import bank_file, load_bank, replay_trainable
 from search.sweep.results import choose_best, counts
 from search.sweep.retrain import retrain
@@ -180,7 +181,7 @@ def _record(run: RunDir, folder: ModelDir, settings, records: list[TrialRecord],
     if records:
         folder.write_trials(records)
     study.write_study(run, settings.model_name, records, settings.space)
-    tidy(experiment, {r.path.rstrip("/").rsplit("/", 1)[-1] for r in records})
+    tidy(experiment, {trial_folder(r.path) for r in records})
 
 
 def _pick(name: str, records: list[TrialRecord]) -> TrialRecord:

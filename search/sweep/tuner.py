@@ -17,8 +17,10 @@ from ray.tune.search.search_generator import SearchGenerator
 
 from search.core.settings import Settings
 from search.store.records import TrialRecord
+from search.sweep import raytune
 from search.sweep.interrupt import Signals
 from search.sweep.progress import LiveStudy, Progress
+from search.sweep.raytune import experiment_parts
 from search.sweep.results import from_result
 from search.sweep.searcher import Gate, find_searcher, new_searcher, scheduler
 from search.sweep.trial import run_trial
@@ -96,8 +98,8 @@ def _new_tuner(settings: Settings, run, experiment: str, told: list[dict]) -> tu
             trial_dirname_creator=lambda t: t.trial_id,
         ),
         run_config=tune.RunConfig(
-            name=experiment.rstrip("/").rsplit("/", 1)[1],
-            storage_path=experiment.rstrip("/").rsplit("/", 1)[0],
+            name=experiment_parts(experiment)[1],
+            storage_path=experiment_parts(experiment)[0],
             verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=0),
@@ -134,7 +136,7 @@ def run_search(
         )
     else:
         tuner = _new_tuner(settings, run, experiment, told or [])
-    search_alg = tuner._local_tuner._tune_config.search_alg
+    search_alg = raytune.search_alg(tuner)
     search_alg.wanted = settings.search.trials
     progress = Progress(label, settings.search.trials, settings.search.concurrent, show)
     searcher = find_searcher(search_alg)
@@ -142,9 +144,8 @@ def run_search(
     budget = Gate((lambda: gate(progress)) if gate else None)
     if searcher is not None:
         searcher.gate = budget
-    # Tuner.restore takes no RunConfig, and the callbacks need this run's clock: set them on the tuner.
     live = [LiveStudy(on_trial)] if on_trial else []
-    tuner._local_tuner._run_config.callbacks = [progress, TellTune(signals), *live, *(callbacks or [])]
+    raytune.set_callbacks(tuner, [progress, TellTune(signals), *live, *(callbacks or [])])
     signals.searching = True
     try:
         results = tuner.fit()
