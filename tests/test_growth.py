@@ -70,10 +70,14 @@ def test_a_changed_space_is_refused_without_the_flag_and_extended_with_it(finish
 
 
 def test_a_warm_start_informs_the_sampler_and_never_counts(finished_sweep, tmp_path):
+    """The finished sweep's real trials inform a new sweep whose own trials replay a curve bank: what the
+    sampler proposes is what is tested."""
+
     def sweep(runs, *extra):
         cmd = tune_cmd(
             runs, "--model", "lstm", "--trials", "2", "--epochs", "2", "--seeds", "1", "--no-default"
         )
+        cmd += ["--replay", "tiny-lstm"]
         code, out, err = run(cmd + ["--set", "search.startup_trials=3", *extra])
         assert code == 0, err[-3000:]
         return out

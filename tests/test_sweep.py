@@ -227,7 +227,10 @@ def test_a_finished_sweep_run_again_trains_nothing_and_other_settings_are_refuse
     assert "search.memory_budget was '2GB', now '3GB': this applies to the trials still to run" in out
     assert "search.seeds was 2, now 3: this applies to the retrain" in out
     assert summary(runs).seeds == [42, 43, 44] and summary(runs).trials["total"] == 5
-    code, out, err = run(tune_cmd(runs, "--model", "lstm", "--trials", "1", "--epochs", "1", "--fresh"))
+    fresh = tune_cmd(
+        runs, "--model", "lstm", "--trials", "1", "--epochs", "1", "--fresh", "--replay", "tiny-lstm"
+    )
+    code, out, err = run([*fresh, "--no-default"])
     assert code == 0 and "--fresh: discarding" in out and summary(runs).trials["total"] == 1
 
 
@@ -554,7 +557,8 @@ def test_a_sweep_name_holds_one_dataset(tmp_path):
         "--test-size",
         "50",
     ]
-    code, out, err = run([*base, "--model", "lstm", "--train-size", "300"])
+    lstm = ["--model", "lstm", "--replay", "tiny-lstm", "--no-default"]  # the names and data are tested
+    code, out, err = run([*base, *lstm, "--train-size", "300"])
     assert code == 0, err[-3000:]
     sweep = runs / "reviews-300-50-50"  # the default name carries the non-default sizes
     baseline = RunDir(sweep).read_baseline()
@@ -565,10 +569,10 @@ def test_a_sweep_name_holds_one_dataset(tmp_path):
     assert "data.train_size was 300, now 250" in err and "--fresh" in err and "--name" in err
     # The same settings on an edited file: refused as well.
     frame.iloc[list(range(1, 201)) + list(range(202, 402))].to_csv(csv_path, index=False)
-    code, out, err = run([*base, "--model", "lstm", "--train-size", "300"])
+    code, out, err = run([*base, *lstm, "--train-size", "300"])
     assert code == 2 and "the source's content changed" in err and "Traceback" not in err
     # --fresh discards the sweeps of the old data; the baseline is computed on the new data.
-    code, out, err = run([*base, "--model", "lstm", "--train-size", "300", "--fresh"])
+    code, out, err = run([*base, *lstm, "--train-size", "300", "--fresh"])
     assert code == 0 and "discarding all of" in out, err[-3000:]
     assert RunDir(sweep).read_baseline().dataset != baseline.dataset
 
