@@ -60,9 +60,9 @@ def test_a_trial_resumed_from_an_older_checkpoint_has_each_epoch_once(tmp_path):
 
 
 def test_how_a_sweep_runs_may_change_on_a_resume_and_what_it_searches_may_not(tmp_path, capsys):
-    """The memory budget, trials at once, the retrain's seeds and threads may change when a sweep is run
-    again, each with a line saying what it applies to; a setting that changes what is searched is refused
-    with the command that resumes, --fresh, or --name."""
+    """The memory budget, trials at once, the retrain's seeds, threads and a replay's pace may change when a
+    sweep is run again, each with a line saying what it applies to; a setting that changes what is searched
+    is refused with the command that resumes, --fresh, or --name."""
     import pytest
 
     from configs.errors import UserError
@@ -76,7 +76,13 @@ def test_how_a_sweep_runs_may_change_on_a_resume_and_what_it_searches_may_not(tm
     folder.write_settings(_comparable(settings), {})
     runs = apply_params(
         settings,
-        {"search.memory_budget": "4GB", "search.concurrent": 2, "search.seeds": 5, "train.threads": 1},
+        {
+            "search.memory_budget": "4GB",
+            "search.concurrent": 2,
+            "search.seeds": 5,
+            "train.threads": 1,
+            "search.replay_epoch_s": 0.5,
+        },
     )
     assert check_settings(folder, runs) is False
     said = capsys.readouterr().out
