@@ -5,12 +5,14 @@ a wrong number."""
 import errno
 import json
 import os
+import re
 import resource
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from sweep_checks import check_study, load_study
@@ -299,6 +301,10 @@ def test_the_report_under_a_file_size_limit_says_so_and_keeps_what_it_had(finish
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "File too large" in lines[0], proc.stderr[-2000:]
     assert {p: p.read_bytes() for p in before} == before and not list(run_dir.root.rglob(".*.tmp*"))
+    # The line names the file that hit the limit: one of the sweep's, which a plot is (they pass 64 KB).
+    named = Path(re.search(r"cannot write (\S+) \(File too large\)", lines[0]).group(1))
+    assert named.is_relative_to(run_dir.root) and named.suffix == ".png", lines[0]
+    assert not named.exists() or named in before  # a plot kept as it was, or none where there was none
 
 
 @pytest.mark.parametrize(
