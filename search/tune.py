@@ -125,7 +125,7 @@ def search_overrides(args) -> dict:
 
 
 def default_name(settings) -> str:
-    """The dataset's name, and whatever differs from the default split and seeds."""
+    """The dataset's name, whatever differs from the default split and seeds, and -rehearsal for a replay."""
     data, defaults = settings.data, DataConfig()
     name = Path(data.dataset).stem if data.dataset not in BUILTIN_DATASETS else data.dataset
     if data.dataset == "20newsgroups" and data.keep_headers:
@@ -139,6 +139,8 @@ def default_name(settings) -> str:
         name += f"-split{data.seed}"
     if settings.train.seed != TrainConfig().seed:
         name += f"-seed{settings.train.seed}"
+    if settings.search.replay:  # a rehearsal never writes into the real sweep's folder by default
+        name += "-rehearsal"
     return name
 
 
@@ -238,8 +240,9 @@ def main(argv=None):
     models = list(MODELS) if args.model == "all" else [args.model]
     settings = [settings_from_args(model, args, search_overrides(args)) for model in models]  # once each
     first = settings[0]
-    if first.search.replay:
-        check_bank(load_bank(bank_file(first.search.replay)), first)
+    for model in settings:  # a model's YAML may name its own bank: every one is checked before any work
+        if model.search.replay:
+            check_bank(load_bank(bank_file(model.search.replay)), model)
     run = RunDir(Path(args.runs_dir) / (args.name or default_name(first)))
     budget = TimeBudget(parse_duration(args.time_budget), models, start) if args.time_budget else None
     signals = Signals()

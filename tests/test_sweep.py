@@ -560,7 +560,7 @@ def test_a_sweep_name_holds_one_dataset(tmp_path):
     lstm = ["--model", "lstm", "--replay", "tiny-lstm", "--no-default"]  # the names and data are tested
     code, out, err = run([*base, *lstm, "--train-size", "300"])
     assert code == 0, err[-3000:]
-    sweep = runs / "reviews-300-50-50"  # the default name carries the non-default sizes
+    sweep = runs / "reviews-300-50-50-rehearsal"  # the default name carries the sizes, and the rehearsal
     baseline = RunDir(sweep).read_baseline()
     # Another model on other data under the same name: refused, not mixed into one leaderboard.
     code, out, err = run([*base, "--model", "rnn", "--train-size", "250", "--name", sweep.name])

@@ -7,8 +7,9 @@ recorded configuration (1-NN on the knobs scaled to [0, 1], log scale where the 
 its position and a choice of words one-hot), takes one of its recorded training seeds (drawn from the
 configuration and the search seed, so a resumed trial keeps it), and reports its curve epoch by epoch
 through the same Ray Tune, Optuna and ASHA path as a real trial, stopping early where the training loop's
-own patience would. Nothing is trained. The cost of each epoch is reported as `cost_s`; a sweep's clock
-(search.sweep.budget) adds them up, so time budgets count simulated seconds.
+own patience would. Nothing is trained. The cost of each epoch is reported as `cost_s`; a replayed
+benchmark's clock (SimClock, below) adds them up, so its time budgets count simulated seconds. A rehearsal
+(search.tune --replay) keeps the command's own wall-clock budget (search.sweep.budget).
 
 The file is multi-member gzip, one JSON object per line: a `{"meta": ...}` line (the task, its space and
 how it was recorded), then one `{"config", "seed", "params", "setup_s", "epochs", "diverged"}` per run.
