@@ -15,14 +15,14 @@ import json
 from pathlib import Path
 
 from configs.errors import UserError, cli_entry
-from search.benchmarks.bank import BANKS, TASKS, cpu_hours, record, seed_pairs
+from search.benchmarks.bank import TASKS, cpu_hours, record, seed_pairs
 from search.benchmarks.replayed import replay_sweep
 from search.core.settings import parse_duration
-from search.sweep.replay import load_bank
+from search.sweep.replay import load_bank, shipped_bank
 
 
 def bank_path(task: str, given: str | None) -> Path:
-    return Path(given) if given else BANKS / f"{task}.jsonl.gz"
+    return Path(given) if given else shipped_bank(task)
 
 
 def show(args) -> None:

@@ -25,7 +25,7 @@ from search.core.settings import apply_params, load_settings
 from search.engine import fit, seed_everything
 from search.engine.loop import TrainingDiverged
 from search.sweep.inputs import model_inputs, prepare_for_sweep
-from search.sweep.replay import BANKS, Run, append, load_bank
+from search.sweep.replay import Run, append, load_bank, shipped_bank
 
 SEEDS = (42, 43)  # the training seeds: TrainConfig's default, and the second seed's
 SECOND_SEED_EVERY = 5
@@ -40,6 +40,15 @@ class BankTask:
     overrides: dict  # settings for load_settings
     fixed: tuple = ()  # knobs taken out of the shipped space (kept at their configured value)
 
+
+# The tiny banks' task: seconds to record, for the tests and for trying the commands.
+TINY = {
+    "data.dataset": "rotten_tomatoes",
+    "data.train_size": 200,
+    "data.val_size": 100,
+    "data.test_size": 100,
+    "train.max_epochs": 3,
+}
 
 TASKS = {
     task.name: task
@@ -61,26 +70,14 @@ TASKS = {
             "tiny-lstm",
             "Rotten Tomatoes-200 LSTM, 64 tokens, at most 3 epochs",
             "lstm",
-            {
-                "data.dataset": "rotten_tomatoes",
-                "data.train_size": 200,
-                "data.val_size": 100,
-                "data.test_size": 100,
-                "train.max_epochs": 3,
-            },
+            TINY,
             ("data.max_len",),
         ),
         BankTask(  # the same, for a third model: the tests of signals run one beside a finished sweep's two
             "tiny-transformer",
             "Rotten Tomatoes-200 Transformer, 64 tokens, at most 3 epochs",
             "transformer",
-            {
-                "data.dataset": "rotten_tomatoes",
-                "data.train_size": 200,
-                "data.val_size": 100,
-                "data.test_size": 100,
-                "train.max_epochs": 3,
-            },
+            TINY,
             ("data.max_len",),
         ),
     )
@@ -209,7 +206,7 @@ def record(
     run in progress once limit_s wall seconds have passed."""
     from search.engine import set_threads
 
-    path = Path(path or BANKS / f"{task.name}.jsonl.gz")
+    path = Path(path or shipped_bank(task.name))
     path.parent.mkdir(parents=True, exist_ok=True)
     settings = task_settings(task)
     data = prepare_for_sweep(settings)

@@ -38,10 +38,9 @@ RISE = 0.04  # the signal: the loss rises this much from dropout's best (0.2) to
 def bank_noise() -> float:
     """One seed's standard deviation of a configuration's best validation loss, from the rt-lstm bank's
     configurations recorded on two seeds."""
-    from search.benchmarks.bank import BANKS
-    from search.sweep.replay import load_bank
+    from search.sweep.replay import load_bank, shipped_bank
 
-    bank = load_bank(BANKS / "rt-lstm.jsonl.gz")
+    bank = load_bank(shipped_bank("rt-lstm"))
     pairs = [sorted(r, key=lambda x: x.seed)[:2] for r in bank.configs().values() if len(r) > 1]
     diffs = [min(a.column("val_loss")) - min(b.column("val_loss")) for a, b in pairs]
     return float(np.std(diffs, ddof=1) / np.sqrt(2))

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 
 from search.benchmarks import proof
-from search.benchmarks.bank import BANKS, cpu_hours
+from search.benchmarks.bank import cpu_hours
 from search.benchmarks.common import Context, table
-from search.sweep.replay import load_bank
+from search.sweep.replay import load_bank, shipped_bank
 
 FULL_BANKS = ("rt-lstm", "rt-rnn")
 QUICK_BANKS = ("tiny-lstm",)
@@ -17,7 +17,7 @@ DEFAULT_SEEDS, QUICK_DEFAULT_SEEDS = 10, 2
 
 
 def banks(ctx: Context) -> list:
-    return [load_bank(BANKS / f"{name}.jsonl.gz") for name in (QUICK_BANKS if ctx.plan.quick else FULL_BANKS)]
+    return [load_bank(shipped_bank(name)) for name in (QUICK_BANKS if ctx.plan.quick else FULL_BANKS)]
 
 
 def log_path(ctx: Context, name: str) -> Path:

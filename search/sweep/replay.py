@@ -154,9 +154,14 @@ def load_bank(path: Path) -> Bank:
     return Bank(meta, runs)
 
 
+def shipped_bank(name: str) -> Path:
+    """The file of the bank shipped under this name (tiny-lstm, rt-lstm, rt-rnn, ...)."""
+    return BANKS / f"{name}.jsonl.gz"
+
+
 def bank_file(name: str) -> Path:
-    """A shipped bank by its name (tiny-lstm, rt-lstm, rt-rnn), else a bank's file."""
-    shipped = BANKS / f"{name}.jsonl.gz"
+    """A shipped bank by its name, else a bank's file."""
+    shipped = shipped_bank(name)
     return shipped if shipped.is_file() else Path(name)
 
 
