@@ -507,6 +507,7 @@ def test_more_cpus_than_a_node_has_is_a_clear_error(tmp_path):
         (["--model", "rnn", "--replay", "tiny-lstm"], "holds lstm curves, not rnn's"),
         (["--model", "lstm", "--replay", "tiny-lstm", "--epochs", "4"], "more than the bank recorded (3)"),
         (["--model", "lstm", "--replay", "nosuch.jsonl.gz"], "no curve bank at nosuch.jsonl.gz"),
+        (["--model", "lstm", "--replay-epoch-s", "-1"], "search.replay_epoch_s must be >= 0"),
     ],
     ids=[
         "concurrent 0",
@@ -517,6 +518,7 @@ def test_more_cpus_than_a_node_has_is_a_clear_error(tmp_path):
         "replay of another model",
         "replay past the bank",
         "replay of no bank",
+        "negative replay pace",
     ],
 )
 def test_bad_search_options_are_one_line_and_exit_2(argv, expected, tmp_path, capsys):
