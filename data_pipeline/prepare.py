@@ -64,14 +64,16 @@ class PreparedData:
         return dataclasses.replace(self, **{split: empty})
 
     def cut(self, max_len: int) -> "PreparedData":
-        """The same data at a shorter max_len, exactly as if prepared at it: a sweep prepares once at its
-        longest length and each trial cuts its own."""
+        """The same data at a shorter max_len, exactly as if prepared at it (its report too; the cache key
+        stays the one it was prepared under): a command prepares once at its longest length and each model and
+        trial cuts its own."""
         if max_len == self.max_len:
             return self
         if max_len > self.max_len:
             raise ValueError(f"cannot cut data prepared at {self.max_len} tokens to {max_len}")
         splits = {name: cut_split(getattr(self, name), max_len, self.truncate) for name in SPLITS}
-        return dataclasses.replace(self, **splits, max_len=max_len)
+        report = self.report | encoding_report(splits, self.vocab, max_len)  # its truncated share
+        return dataclasses.replace(self, **splits, max_len=max_len, report=report)
 
 
 def cache_root(cache_dir: str | None = None) -> Path:

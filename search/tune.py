@@ -23,6 +23,7 @@ from search.engine import TrainConfig
 from search.store.layout import RunDir
 from search.store.lock import SweepLock
 from search.sweep.budget import TimeBudget
+from search.sweep.inputs import check_one_dataset
 from search.sweep.interrupt import Signals
 from search.sweep.replay import bank_file, check_bank, load_bank
 
@@ -182,13 +183,13 @@ def ensure_baseline(run: RunDir, data, identity: str, min_token_len: int) -> Non
 def sweep(args, settings: list, run: RunDir, budget: TimeBudget | None, signals: Signals) -> None:
     """Each model's sweep, in order, with the settings main built for it."""
     from search.sweep.identity import check_dataset
-    from search.sweep.inputs import prepare_for_sweep
+    from search.sweep.inputs import command_data, data_for
     from search.sweep.pipeline import SweepOptions, print_data_report, sweep_model
 
     first = settings[0]
     identity = check_dataset(run, first, args.fresh)
-    data = prepare_for_sweep(first, args.cache_dir)
-    print_data_report(data)
+    data = command_data(settings, args.cache_dir)  # once: each model cuts its own
+    print_data_report(data_for(first, data))
     options = SweepOptions(
         cache_dir=args.cache_dir,
         address=args.address,
@@ -203,10 +204,10 @@ def sweep(args, settings: list, run: RunDir, budget: TimeBudget | None, signals:
     for model in settings:
         if budget:
             budget.begin(model.model_name)
-        sweep_model(model, run, options)
+        sweep_model(model, run, options, data)
         if budget:
             budget.end(model.model_name)
-    ensure_baseline(run, data, identity, first.data.min_token_len)
+    ensure_baseline(run, data_for(first, data), identity, first.data.min_token_len)
 
 
 def save_ensemble_bundle(board) -> None:
@@ -240,6 +241,7 @@ def main(argv=None):
     models = list(MODELS) if args.model == "all" else [args.model]
     settings = [settings_from_args(model, args, search_overrides(args)) for model in models]  # once each
     first = settings[0]
+    check_one_dataset(settings)
     for model in settings:  # a model's YAML may name its own bank: every one is checked before any work
         if model.search.replay:
             check_bank(load_bank(bank_file(model.search.replay)), model)

@@ -49,7 +49,7 @@ def wait_until(proc: subprocess.Popen, ready, log: Path, timeout: float = 300) -
     assert proc.poll() is None, (
         f"the sweep ended before the point it was waited for: {log.read_text()[-2000:]}"
     )
-    assert ready(), "the point never came"
+    assert ready(), f"the point never came in {timeout:.0f} s: {log.read_text()[-3000:]}"
 
 
 def kill_when(cmd, ready, log: Path, timeout: float = 300, must_kill: bool = True, env=None) -> None:
@@ -62,7 +62,7 @@ def kill_when(cmd, ready, log: Path, timeout: float = 300, must_kill: bool = Tru
             time.sleep(0.2)
         if must_kill:
             assert proc.poll() is None, f"the sweep ended before the kill point: {log.read_text()[-2000:]}"
-            assert ready(), "the kill point never came"
+            assert ready(), f"the kill point never came in {timeout:.0f} s: {log.read_text()[-3000:]}"
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # the driver, as kill -9 would, and its local Ray

@@ -109,6 +109,28 @@ def test_cutting_prepared_data_equals_preparing_at_that_length(truncate, short):
         assert torch.equal(getattr(cut, name).ids, getattr(direct, name).ids), name
         assert torch.equal(getattr(cut, name).lengths, getattr(direct, name).lengths), name
     assert (long.train.lengths > short).any()  # some texts were cut
+    drop = ("cache",)  # where each came from
+    assert {k: v for k, v in cut.report.items() if k not in drop} == {
+        k: v for k, v in direct.report.items() if k not in drop
+    }
+
+
+def test_a_command_prepares_once_and_each_model_cuts_what_it_would_have_prepared():
+    from search.core.settings import load_settings
+    from search.sweep.inputs import check_one_dataset, command_data, data_for, prepare_for_sweep
+
+    sizes = {"data.train_size": 300, "data.val_size": 100, "data.test_size": 100}
+    short, long = load_settings("distilbert", sizes), load_settings("lstm", sizes)  # spaces: 64, up to 256
+    check_one_dataset([short, long])
+    data = command_data([short, long])
+    assert data.max_len == 256 and prepare_for_sweep(short).max_len == 64
+    for settings in (short, long):
+        alone, cut = prepare_for_sweep(settings), data_for(settings, data)
+        assert cut.key == alone.key and cut.max_len == alone.max_len  # an encoder's cache is found again
+        assert torch.equal(cut.train.ids, alone.train.ids)
+    other = load_settings("lstm", sizes | {"data.vocab_size": 500})
+    with pytest.raises(UserError, match="lstm's settings give data.vocab_size other than distilbert's"):
+        check_one_dataset([short, other])
 
 
 def test_reviews_keep_their_end_and_topics_their_start(imdb_small):

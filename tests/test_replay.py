@@ -169,3 +169,37 @@ def test_the_bank_command_says_what_is_wrong_in_one_line(tmp_path, capsys):
     ):
         code, _, err = run_cli(main, argv, capsys)
         assert code == 2 and said in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+def test_a_command_builds_settings_prepares_data_and_parses_sizes_once(tmp_path, monkeypatch, ray_local):
+    """A real search.tune run (a rehearsal: trials replay, the retrain trains), counted in its driver: the
+    settings built once, the data prepared once, the memory budget parsed once (issue 29's bar)."""
+    import importlib
+
+    import search.core.settings as settings_module
+    from search.tune import main
+    from tests.sweeps import TINY as TINY_DATA
+
+    prepare_module = importlib.import_module(
+        "data_pipeline.prepare"
+    )  # the package exports a function of its name
+    calls = {"settings": 0, "prepared": 0, "bytes": 0}
+
+    def counting(name, function):
+        def counted(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return counted
+
+    monkeypatch.setattr(
+        settings_module.Settings, "__init__", counting("settings", settings_module.Settings.__init__)
+    )
+    monkeypatch.setattr(settings_module, "parse_bytes", counting("bytes", settings_module.parse_bytes))
+    # every prepare() either reads its cache or builds: counted there, however prepare was imported
+    monkeypatch.setattr(prepare_module, "read_cache", counting("prepared", prepare_module.read_cache))
+    monkeypatch.setattr(prepare_module, "build", counting("prepared", prepare_module.build))
+    argv = ["--model", "lstm", "--replay", "tiny-lstm", "--trials", "3", "--epochs", "2", "--seeds", "1"]
+    main(argv + [*TINY_DATA[:-2], "--runs-dir", str(tmp_path), "--name", "counted", "--no-plots"])
+    assert (tmp_path / "counted" / "leaderboard.json").is_file()  # the whole command ran
+    assert calls == {"settings": 1, "prepared": 1, "bytes": 1}

@@ -1,5 +1,5 @@
-"""The inputs a sweep hands its trials. The data is prepared once, at the longest max_len the space holds, and
-cut per value. Before the search the driver makes every input variant the space can choose (the values of
+"""The inputs a sweep hands its trials. A command prepares its data once, at the longest max_len any model's
+space holds, and cuts it per model and per value. Before the search the driver makes every input variant the space can choose (the values of
 data.max_len and of the registry entry's `input_keys`), so that what is costly (an encoder's pass) is done
 once and cached on disk; each trial then builds its own variant's inputs from the prepared train and val
 splits and that cache (memory-mapped encoder states), so no large array travels through Ray or sits in the
@@ -9,8 +9,9 @@ import dataclasses
 import itertools
 from dataclasses import dataclass
 
+from configs.errors import UserError
 from data_pipeline.config import DataConfig
-from data_pipeline.prepare import PreparedData, cache_root, prepare
+from data_pipeline.prepare import PreparedData, cache_key, cache_root, prepare
 from models import entry
 from search.core.settings import apply_params
 
@@ -24,6 +25,35 @@ def sweep_data_config(settings) -> DataConfig:
 
 def prepare_for_sweep(settings, cache_dir: str | None = None) -> PreparedData:
     return prepare(sweep_data_config(settings), cache_dir)
+
+
+def check_one_dataset(settings: list) -> None:
+    """One sweep name holds one dataset: the models of one command must agree on their data settings but for
+    max_len (each model's space searches its own)."""
+    shared = [{k: v for k, v in dataclasses.asdict(s.data).items() if k != "max_len"} for s in settings]
+    for model, values in zip(settings[1:], shared[1:]):
+        differ = [f"data.{k}" for k, v in values.items() if shared[0][k] != v]
+        if differ:
+            raise UserError(
+                f"{model.model_name}'s settings give {', '.join(differ)} other than {settings[0].model_name}'s, "
+                "but the models of one sweep train on one dataset; set the data section in configs/data.yaml "
+                "or with --set, not in one model's YAML"
+            )
+
+
+def command_data(settings: list, cache_dir: str | None = None) -> PreparedData:
+    """The data of every model a command sweeps (check_one_dataset), prepared once, at the longest max_len any
+    of them may ask for; data_for cuts each model's."""
+    configs = [sweep_data_config(s) for s in settings]
+    return prepare(dataclasses.replace(configs[0], max_len=max(c.max_len for c in configs)), cache_dir)
+
+
+def data_for(settings, data: PreparedData) -> PreparedData:
+    """One model's sweep data, cut from the command's: what preparing it at its own longest max_len gives,
+    report and cache key included (an encoder's cached features are found again by a sweep of that model
+    alone)."""
+    cfg = sweep_data_config(settings)
+    return dataclasses.replace(data.cut(cfg.max_len), key=cache_key(cfg))
 
 
 def variant(settings) -> tuple:

@@ -23,7 +23,7 @@ from search.sweep.bundle import save_bundle
 from search.sweep.cluster import check_resources, connect, node_cpus
 from search.sweep.extend import set_aside
 from search.sweep.identity import begin, check_settings
-from search.sweep.inputs import model_inputs, prepare_for_sweep, sweep_inputs
+from search.sweep.inputs import data_for, model_inputs, sweep_inputs
 from search.sweep.interrupt import Signals
 from search.sweep.raytune import trial_folder
 from search.sweep.replay import bank_file, load_bank, replay_trainable
@@ -47,7 +47,8 @@ class SweepOptions:
     signals: Signals = field(default_factory=Signals)  # the command's, its handlers installed by search.tune
 
 
-def sweep_model(settings: Settings, run: RunDir, options: SweepOptions) -> Summary:
+def sweep_model(settings: Settings, run: RunDir, options: SweepOptions, data: PreparedData) -> Summary:
+    """data: the command's (search.sweep.inputs.command_data), cut here to this model's."""
     name = settings.model_name
     folder = run.model(name)
     extend = not options.fresh and check_settings(folder, settings, options.extend_space)
@@ -59,14 +60,14 @@ def sweep_model(settings: Settings, run: RunDir, options: SweepOptions) -> Summa
         folder.forget_summary()
     start = time.time()
     with MemoryWatch(2**62, hard_limit=False) as driver:  # the driver's own peak for this model
-        return _sweep(settings, run, folder, done, options, extend, start, driver)
+        return _sweep(settings, run, folder, done, options, extend, start, driver, data)
 
 
 def _sweep(
-    settings, run: RunDir, folder: ModelDir, done, options, extend: bool, start: float, driver
+    settings, run: RunDir, folder: ModelDir, done, options, extend: bool, start: float, driver, data
 ) -> Summary:
     name = settings.model_name
-    data = prepare_for_sweep(settings, options.cache_dir)
+    data = data_for(settings, data)
     connect(options.address)
     options.signals.reclaim()
     cpus = options.cpus or node_cpus()
