@@ -1,9 +1,9 @@
 """The inputs a sweep hands its trials. A command prepares its data once, at the longest max_len any model's
-space holds, and cuts it per model and per value. Before the search the driver makes every input variant the space can choose (the values of
-data.max_len and of the registry entry's `input_keys`), so that what is costly (an encoder's pass) is done
-once and cached on disk; each trial then builds its own variant's inputs from the prepared train and val
-splits and that cache (memory-mapped encoder states), so no large array travels through Ray or sits in the
-driver. The test split is not among them."""
+space holds, and cuts it per model and per value. Before the search the driver makes every input variant the
+space can choose (the values of data.max_len and of the registry entry's `input_keys`), so that what is costly
+(an encoder's pass) is done once and cached on disk; each trial then builds its own variant's inputs from the
+prepared train and val splits and that cache (memory-mapped encoder states), so no large array travels
+through Ray or sits in the driver. The test split is not among them."""
 
 import dataclasses
 import itertools
@@ -35,9 +35,9 @@ def check_one_dataset(settings: list) -> None:
         differ = [f"data.{k}" for k, v in values.items() if shared[0][k] != v]
         if differ:
             raise UserError(
-                f"{model.model_name}'s settings give {', '.join(differ)} other than {settings[0].model_name}'s, "
-                "but the models of one sweep train on one dataset; set the data section in configs/data.yaml "
-                "or with --set, not in one model's YAML"
+                f"{model.model_name}'s settings give {', '.join(differ)} other than "
+                f"{settings[0].model_name}'s, but the models of one sweep train on one dataset; set the data "
+                "section in configs/data.yaml or with --set, not in one model's YAML"
             )
 
 
