@@ -1,10 +1,12 @@
 import optuna
+import pytest
 from ray import tune
 
+from configs.errors import UserError
 from search.core.settings import load_settings
 from search.core.space import Rule, seed_point
 from search.store.records import TrialRecord
-from search.sweep.results import choose_best
+from search.sweep.results import choose_best, counts
 from search.sweep.searcher import Gate, PruneAwareOptunaSearch
 
 
@@ -108,6 +110,12 @@ def test_selection_picks_an_asha_stopped_trial_with_the_lowest_loss():
     ]
     assert choose_best(records).trial_id == "stopped"
     assert choose_best(records[2:]) is None
+    assert counts(records) == {"completed": 1, "stopped_early": 1, "failed": 2, "total": 4}
+    assert records[1].row()["state"] == "stopped_early" and str(records[1].state) == "stopped_early"
+    with pytest.raises(
+        UserError, match="trial edited's state 'finished' is none of completed, stopped_early"
+    ):
+        TrialRecord("edited", "finished", "", {})  # a hand-edited trials.csv
 
 
 def test_ray_tunes_private_details_live_in_one_module_checked_against_this_ray():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from configs.errors import UserError
 from search.core.settings import Settings, load_settings
-from search.store.records import TrialRecord
+from search.store.records import TrialRecord, TrialState
 from search.sweep.replay import Bank, SimClock, replay_trainable
 from search.sweep.results import choose_best
 
@@ -69,7 +69,7 @@ class Replayed:
         return {
             "trials": len(self.records),
             "epochs": sum(r.epochs for r in self.records),
-            "stopped_early": sum(r.state == "stopped_early" for r in self.records),
+            "stopped_early": sum(r.state == TrialState.STOPPED_EARLY for r in self.records),
             "sim_s": self.clock.now,
             "curve": self.curve(),
             "pick_val_acc": pick.best_val_acc if pick else None,

@@ -9,6 +9,7 @@ from models import build_model, entry
 from search.benchmarks.common import Context, cores, table
 from search.core.settings import apply_params, load_settings
 from search.engine import fit, seed_everything, set_threads
+from search.store.records import TrialState
 from search.sweep.inputs import sweep_inputs
 
 
@@ -135,7 +136,7 @@ def asha_saving(ctx: Context) -> str:
                 "ASHA" if asha else "no early stopping",
                 len(records),
                 sum(r.epochs for r in records),
-                sum(r.state == "stopped_early" for r in records),
+                sum(r.state == TrialState.STOPPED_EARLY for r in records),
                 f"{best.best_val_acc:.4f}",
                 f"{best.best_val_loss:.4f}",
                 f"{wall:.0f}",

@@ -6,6 +6,7 @@ renames none, and a file written before the `format` field reads as format 1.
 
 import dataclasses
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 
 from configs.errors import UserError
 
@@ -13,7 +14,15 @@ SWEEP_FORMAT = 2  # sweep.json, and the model folder's trials.csv and history.cs
 SUMMARY_FORMAT = 2  # summary.json; 2: format, the default configuration's retrain, how the search ended
 LEADERBOARD_FORMAT = 2  # leaderboard.json; 2: format, intervals and paired verdicts per row, the ensemble
 
-TRIAL_STATES = ("completed", "stopped_early", "failed")
+
+class TrialState(StrEnum):
+    """How a sweep trial ended: trials.csv's state column, and the keys of summary.json's trial counts."""
+
+    COMPLETED = "completed"
+    STOPPED_EARLY = "stopped_early"  # by ASHA, after at least one epoch
+    FAILED = "failed"
+
+
 HISTORY_KEYS = (
     "epoch",
     "train_loss",
@@ -34,7 +43,7 @@ class TrialRecord:
     """One sweep trial, as trials.csv has it (one row) and history.csv (one row per epoch)."""
 
     trial_id: str
-    state: str  # completed | stopped_early | failed
+    state: TrialState
     reason: str
     params: dict
     epochs: int = 0
@@ -50,10 +59,18 @@ class TrialRecord:
     path: str = ""  # the trial's directory
     history: list = field(default_factory=list, repr=False)
 
+    def __post_init__(self):
+        if self.state not in TrialState.__members__.values():  # as read back from trials.csv
+            raise UserError(
+                f"trial {self.trial_id}'s state {self.state!r} is none of {', '.join(TrialState)}; its "
+                "trials.csv was not written by sweetspot"
+            )
+        self.state = TrialState(self.state)
+
     @property
     def scored(self) -> bool:
         """It reached a validation loss (completed, or stopped by ASHA after an epoch)."""
-        return self.state != "failed" and self.best_val_loss is not None
+        return self.state != TrialState.FAILED and self.best_val_loss is not None
 
     def row(self) -> dict:
         out = asdict(self)

@@ -25,8 +25,13 @@ from search.core.space import Rule, parse_rule
 from search.store import files
 from search.store.layout import RunDir
 from search.store.records import HISTORY_KEYS, TrialRecord
+from search.store.records import TrialState as Ended
 
-STATES = {"completed": TrialState.COMPLETE, "stopped_early": TrialState.PRUNED, "failed": TrialState.FAIL}
+STATES = {
+    Ended.COMPLETED: TrialState.COMPLETE,
+    Ended.STOPPED_EARLY: TrialState.PRUNED,
+    Ended.FAILED: TrialState.FAIL,
+}
 DAMAGED = (sqlalchemy.exc.DatabaseError, sqlite3.DatabaseError)
 
 

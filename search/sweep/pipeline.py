@@ -17,7 +17,7 @@ from search.core.settings import Settings, apply_params
 from search.engine.memory import MemoryWatch, peak_total_mb
 from search.store import study
 from search.store.layout import ModelDir, RunDir
-from search.store.records import SUMMARY_FORMAT, Summary, TrialRecord
+from search.store.records import SUMMARY_FORMAT, Summary, TrialRecord, TrialState
 from search.sweep.budget import TimeBudget
 from search.sweep.bundle import save_bundle
 from search.sweep.cluster import check_resources, connect, node_cpus
@@ -244,7 +244,7 @@ def _retrain_default(
         print(f"[{name}] the best configuration is the default one: its retrain serves both", flush=True)
         result, predictions = tuned, kept
     else:
-        failed = next((r for r in records if r.params == defaults and r.state == "failed"), None)
+        failed = next((r for r in records if r.params == defaults and r.state == TrialState.FAILED), None)
         if failed is not None:
             return {"skipped": f"the default configuration failed in the search: {failed.reason}"}
         print(f"[{name}] retraining the default configuration, to say what the search bought", flush=True)

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from search.store.layout import KILL_NOTE, RESULT
-from search.store.records import TrialRecord
+from search.store.records import TrialRecord, TrialState
 from search.sweep.storage import filesystem, join
 
 
@@ -55,10 +55,10 @@ def make_record(metrics: dict, params: dict, history: list, path: str, failed: s
         peak_rss_mb=metrics.get("peak_rss_mb"),
     )
     if failed is not None:
-        return TrialRecord(state="failed", reason=failed, **base)
+        return TrialRecord(state=TrialState.FAILED, reason=failed, **base)
     epoch_s = [h["seconds"] for h in history if h.get("seconds") is not None]
     return TrialRecord(
-        state="completed" if metrics.get("finished") else "stopped_early",
+        state=TrialState.COMPLETED if metrics.get("finished") else TrialState.STOPPED_EARLY,
         reason="",
         best_epoch=int(metrics.get("best_epoch", 0)),
         best_val_loss=metrics.get("best_val_loss"),
@@ -92,5 +92,5 @@ def choose_best(records: list[TrialRecord]) -> TrialRecord | None:
 
 
 def counts(records: list[TrialRecord]) -> dict:
-    out = {s: sum(r.state == s for r in records) for s in ("completed", "stopped_early", "failed")}
+    out = {s.value: sum(r.state == s for r in records) for s in TrialState}
     return out | {"total": len(records)}
