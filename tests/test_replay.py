@@ -3,6 +3,7 @@ reports recorded (here: made-up or tiny real) curves on a simulated clock."""
 
 import gzip
 import json
+import os
 
 import pytest
 
@@ -200,6 +201,11 @@ def test_a_command_builds_settings_prepares_data_and_parses_sizes_once(tmp_path,
     monkeypatch.setattr(prepare_module, "read_cache", counting("prepared", prepare_module.read_cache))
     monkeypatch.setattr(prepare_module, "build", counting("prepared", prepare_module.build))
     argv = ["--model", "lstm", "--replay", "tiny-lstm", "--trials", "3", "--epochs", "2", "--seeds", "1"]
-    main(argv + [*TINY_DATA[:-2], "--runs-dir", str(tmp_path), "--name", "counted", "--no-plots"])
+    environ = dict(os.environ)
+    try:
+        main(argv + [*TINY_DATA[:-2], "--runs-dir", str(tmp_path), "--name", "counted", "--no-plots"])
+    finally:  # what the driver sets for itself (Tune's signal handling, its checkpoint period) stays here
+        os.environ.clear()
+        os.environ.update(environ)
     assert (tmp_path / "counted" / "leaderboard.json").is_file()  # the whole command ran
     assert calls == {"settings": 1, "prepared": 1, "bytes": 1}
