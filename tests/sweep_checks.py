@@ -131,7 +131,7 @@ def check_predict_round_trip(sweep: Path, model: str, cfg: DataConfig, tmp: Path
         np.testing.assert_allclose(probs, stored.probs[i], rtol=0, atol=1e-6)
         assert predicted["label"].tolist() == [names[k] for k in stored.probs[i].argmax(1)]
         accuracy = sum(p == names[y] for p, y in zip(predicted["label"], labels)) / len(labels)
-        assert accuracy == summary.retrain["seeds"][i]["test"]["accuracy"]
+        assert accuracy == summary.retrain.seeds[i].test["accuracy"]
     # By default a model serves the average of its seeds: the one predictor its leaderboard row scores.
     served = predict_file(run, argv, tmp, capsys)
     np.testing.assert_allclose(served[[f"p_{n}" for n in names]].to_numpy(), stored.probs.mean(0), atol=1e-6)
@@ -140,7 +140,7 @@ def check_predict_round_trip(sweep: Path, model: str, cfg: DataConfig, tmp: Path
     row = next(m for m in run.read_leaderboard()["models"] if m["model"] == model)
     accuracy = sum(p == names[y] for p, y in zip(served["label"], labels)) / len(labels)
     assert accuracy == row["test"]["accuracy"]
-    assert row["test_mean"] == summary.retrain["mean"] and len(row["test_per_seed"]) == len(stored.seeds)
+    assert row["test_mean"] == summary.retrain.mean and len(row["test_per_seed"]) == len(stored.seeds)
 
 
 def check_baseline_round_trip(sweep: Path, cfg: DataConfig, tmp: Path, capsys) -> None:

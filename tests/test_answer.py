@@ -16,7 +16,7 @@ from search.analysis.rows import Row, compare
 from search.analysis.stats import holm, metric_intervals, paired
 from search.analysis.tables import knob_table
 from search.store.layout import Predictions, RunDir
-from search.store.records import SUMMARY_FORMAT, Baseline, Summary
+from search.store.records import SUMMARY_FORMAT, Baseline, Retrain, SeedRun, Summary, TrialCounts
 from search.tune import save_ensemble_bundle
 
 N = 500
@@ -88,23 +88,12 @@ def write_sweep(run: RunDir, models: dict, baseline_right: np.ndarray, labels: d
             folder.write_predictions(
                 "tuned", split, Predictions(probs_right(labels[split], right)[None], labels[split], [42])
             )
-        retrain = {
-            "seeds": [
-                {"seed": 42, "best_val_loss": 0.5, "history": [], "test": {"accuracy": 0.5, "f1": 0.5}}
-            ],
-            "mean": {"accuracy": float(test_right.mean()), "f1": 0.5},
-        }
-        retrain |= {
-            "std": {"accuracy": 0.0, "f1": 0.0},
-            "mean_epoch_s": 1.0,
-            "inference_per_s": 1.0,
-            "params": 1,
-        }
-        retrain |= {"trainable_params": 1, "overfitting": False, "collapse": False}
+        test = {"accuracy": float(test_right.mean()), "precision": 0.5, "recall": 0.5, "f1": 0.5}
+        retrain = Retrain.of([SeedRun(42, test, 1, 1, 0.5, [], 1.0, 1.0, False, False, 1, 1)])
         summary = Summary(
             name,
             "synthetic",
-            {"completed": 1, "stopped_early": 0, "failed": 0, "total": 1},
+            TrialCounts(1, 0, 0, 1),
             "t",
             {},
             0.5,

@@ -23,20 +23,20 @@ def test_a_sweep_grows_with_the_same_searcher_and_never_shrinks(finished_sweep, 
     before = results(folder.root)
     code, out, err = run(rnn_cmd(finished_sweep, runs, "--trials", "2"))
     assert code == 0 and "asked for 2 trials, but this sweep finished 3" in out, err[-2000:]
-    assert summary(runs, "rnn").trials["total"] == 3
+    assert summary(runs, "rnn").trials.total == 3
     code, out, err = run(rnn_cmd(finished_sweep, runs, "--trials", "5"))
     assert code == 0, err[-3000:]
     s = summary(runs, "rnn")
-    assert s.trials["total"] == 5 and s.search["asked"] == 5
+    assert s.trials.total == 5 and s.search.asked == 5
     after = results(folder.root)
     assert len(after) == 5 and all(
         after[name] == rows for name, rows in before.items()
     )  # the 3 kept as they were
     # The same searcher went on: its own study holds all five (a new one would hold two), as the records say.
     states = {
-        "COMPLETE": s.trials["completed"],
-        "PRUNED": s.trials["stopped_early"],
-        "FAIL": s.trials["failed"],
+        "COMPLETE": s.trials.completed,
+        "PRUNED": s.trials.stopped_early,
+        "FAIL": s.trials.failed,
     }
     assert s.searcher_states == s.optuna_states == {k: v for k, v in states.items() if v}
     check_study(runs / "imdb", "rnn", 5)
@@ -60,7 +60,7 @@ def test_a_changed_space_is_refused_without_the_flag_and_extended_with_it(finish
     assert code == 0, err[-3000:]
     run_dir = RunDir(runs / "imdb")
     s = summary(runs, "rnn")
-    assert s.trials["total"] == 3 and s.search["told"] == 3  # the three earlier trials reached the new study
+    assert s.trials.total == 3 and s.search.told == 3  # the three earlier trials reached the new study
     assert "3 earlier trials inform the sampler" in out
     earlier = run_dir.model("rnn").root / "previous" / "space-1"
     assert len(results(earlier)) == 3 and (earlier / "summary.json").is_file()
@@ -86,7 +86,7 @@ def test_a_warm_start_informs_the_sampler_and_never_counts(finished_sweep, tmp_p
     sweep(tmp_path / "cold")
     warm, cold = RunDir(tmp_path / "warm" / "imdb"), RunDir(tmp_path / "cold" / "imdb")
     s = warm.model("lstm").read_summary()
-    assert s.search["told"] == 5 and s.trials["total"] == 2 and "5 earlier trials inform the sampler" in out
+    assert s.search.told == 5 and s.trials.total == 2 and "5 earlier trials inform the sampler" in out
     rows = warm.model("lstm").read_trial_rows()
     assert s.best_trial in {r["trial_id"] for r in rows}  # chosen from its own trials only
     assert s.searcher_states == s.optuna_states  # the told trials are not among its own
@@ -114,14 +114,14 @@ def test_a_time_budget_ends_the_whole_command_and_a_rerun_continues(tmp_path):
     assert code == 0, err[-3000:]
     assert wall <= budget * 1.1, wall
     s = summary(runs)
-    assert s.search["stopped_by"] == "time budget" and 2 <= s.trials["total"] < 500, s.trials
-    assert f"after {s.trials['total']} of 500 trials" in out
-    ran = s.trials["total"]
+    assert s.search.stopped_by == "time budget" and 2 <= s.trials.total < 500, s.trials
+    assert f"after {s.trials.total} of 500 trials" in out
+    ran = s.trials.total
     started = time.time()
     code, out, err = run(cmd + ["--time-budget", "30s"])  # another budget: the same sweep, continued
     assert code == 0, err[-3000:]
     assert time.time() - started <= 30 * 1.1
-    assert summary(runs).trials["total"] > ran  # the rerun's first trial always runs
+    assert summary(runs).trials.total > ran  # the rerun's first trial always runs
 
 
 @pytest.mark.parametrize("text", ["1h", "90s", "15m", "2m30s"])

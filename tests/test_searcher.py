@@ -5,7 +5,7 @@ from ray import tune
 from configs.errors import UserError
 from search.core.settings import load_settings
 from search.core.space import Rule, seed_point
-from search.store.records import TrialRecord
+from search.store.records import TrialCounts, TrialRecord
 from search.sweep.results import choose_best, counts
 from search.sweep.searcher import Gate, PruneAwareOptunaSearch
 
@@ -110,7 +110,7 @@ def test_selection_picks_an_asha_stopped_trial_with_the_lowest_loss():
     ]
     assert choose_best(records).trial_id == "stopped"
     assert choose_best(records[2:]) is None
-    assert counts(records) == {"completed": 1, "stopped_early": 1, "failed": 2, "total": 4}
+    assert counts(records) == TrialCounts(completed=1, stopped_early=1, failed=2, total=4)
     assert records[1].row()["state"] == "stopped_early" and str(records[1].state) == "stopped_early"
     with pytest.raises(
         UserError, match="trial edited's state 'finished' is none of completed, stopped_early"

@@ -6,6 +6,8 @@ import pytest
 
 from configs.errors import UserError
 from search.store.layout import STORAGE_MARKER as MARKER
+from search.store.layout import RunDir
+from search.store.records import TrialCounts
 from search.sweep.storage import join, tidy, write_marker
 
 
@@ -118,7 +120,7 @@ def test_a_killed_writers_temporaries_go_and_a_growing_sweep_forgets_its_old_sum
     assert not any(p.exists() for p in left) and kept.exists()
 
     class Done:
-        trials = {"total": 3}
+        trials = TrialCounts(3, 0, 0, 3)
         seeds = [42, 43, 44]
 
     monkeypatch.setattr(run.model("lstm").__class__, "read_summary", lambda self: Done())
@@ -131,3 +133,37 @@ def test_a_killed_writers_temporaries_go_and_a_growing_sweep_forgets_its_old_sum
     with pytest.raises(KeyboardInterrupt):
         sweep_model(load_settings("lstm", {"search.trials": 5}), run, SweepOptions(), data=None)
     assert not kept.exists()  # asked for 5 of a finished 3: the old result is gone before the search
+
+
+def test_a_summary_round_trips_typed_with_its_retrain_and_each_form_of_the_default(tmp_path):
+    """summary.json's retrain, seeds, epochs and default come back as the records they were written from; the
+    engine's epoch fields and the store's are the same list (a field added to one must reach the other)."""
+    import dataclasses
+
+    from search.engine import EpochStats
+    from search.store.records import HISTORY_KEYS, Epoch, Retrain, SeedRun, Skipped, Summary, TrialCounts
+
+    assert [f.name for f in dataclasses.fields(EpochStats)] == [f.name for f in dataclasses.fields(Epoch)]
+    assert HISTORY_KEYS[-1] == "peak_rss_mb"
+    epoch = Epoch(1, 0.7, 0.6, 0.65, 0.62, 1e-3, 0.5, 2.0, False, False)
+    scores = {"accuracy": 0.8, "precision": 0.7, "recall": 0.9, "f1": 0.75, "confusion": [[4, 1], [1, 4]]}
+    runs = [
+        SeedRun(s, scores | {"accuracy": a}, 1, 1, 0.6, [epoch], 2.0, 900.0, False, False, 10, 8)
+        for s, a in ((1, 0.8), (2, 0.9))
+    ]
+    retrain = Retrain.of(runs)
+    assert retrain.mean["accuracy"] == pytest.approx(0.85) and retrain.std["accuracy"] == pytest.approx(
+        0.0707, abs=1e-4
+    )
+    folder = RunDir(tmp_path / "runs" / "x").model("lstm")
+    for default in (None, Skipped("the default configuration failed in the search: diverged"), retrain):
+        summary = Summary(
+            "lstm", "x", TrialCounts(2, 0, 0, 2), "t1", {}, 0.6, 0.7, 1.0, retrain, {}, default=default
+        )
+        folder.write_summary(summary)
+        back = folder.read_summary()
+        assert back == summary and back.seeds == [1, 2] and back.retrain.seeds[0].history == [epoch]
+        assert back.default_retrain == (default if isinstance(default, Retrain) else None)
+    written = json.loads((folder.root / "summary.json").read_text())
+    assert written["retrain"]["seeds"][1]["test"]["accuracy"] == 0.9  # the file keeps its keys
+    assert written["retrain"]["seeds"][0]["history"][0]["val_acc"] == 0.62

@@ -313,7 +313,7 @@ def test_a_fifth_model_registered_outside_the_package_sweeps_end_to_end(tmp_path
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = RunDir(runs / "imdb-300-100-100")  # the default name says the sizes are not the default ones
     summary = run.model("bag").read_summary()
-    assert summary.trials["total"] == 3 and summary.trials["failed"] == 0
+    assert summary.trials.total == 3 and summary.trials.failed == 0
     assert summary.best_params["model.embed_dim"] in (8, 16)
     # The sweep built both input variants, in the order the entry asked for, before the search.
     assert log.read_text().split()[:2] == ["True", "False"]

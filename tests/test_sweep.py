@@ -33,7 +33,7 @@ from search.analysis.importance import MIN_TRIALS
 from search.core.served import combine, seed_mean
 from search.predict import main as predict
 from search.store.layout import STORAGE_MARKER, RunDir
-from search.store.records import SWEEP_FORMAT
+from search.store.records import SWEEP_FORMAT, SearchEnd
 from search.sweep.bundle import save_ensemble
 from search.sweep.results import read_history
 from search.tune import main as tune
@@ -51,10 +51,10 @@ def test_a_sweep_records_its_trials_and_tells_optuna_what_asha_stopped(finished_
     run = finished_sweep.run
     s = run.model("lstm").read_summary()
     t = s.trials
-    assert t["total"] == 5 and t["completed"] + t["stopped_early"] + t["failed"] == 5
-    assert t["stopped_early"] >= 1 and t["completed"] >= 1  # ASHA acted
-    assert s.optuna_states == s.searcher_states == {"COMPLETE": t["completed"], "PRUNED": t["stopped_early"]}
-    assert s.search == {"asked": 5, "ran": 5, "stopped_by": "trials", "told": 0}
+    assert t.total == 5 and t.completed + t.stopped_early + t.failed == 5
+    assert t.stopped_early >= 1 and t.completed >= 1  # ASHA acted
+    assert s.optuna_states == s.searcher_states == {"COMPLETE": t.completed, "PRUNED": t.stopped_early}
+    assert s.search == SearchEnd(asked=5, ran=5, stopped_by="trials", told=0)
     folder = run.model("lstm")
     rows = folder.read_trial_rows()
     assert (
@@ -72,7 +72,7 @@ def test_a_sweep_records_its_trials_and_tells_optuna_what_asha_stopped(finished_
     assert len(folder.trial_dirs()) == 5 and not list(
         folder.root.glob("*/checkpoint_*")
     )  # finished: none kept
-    assert s.driver_peak_rss_mb > 0 and all(r["peak_rss_mb"] > 0 for r in s.retrain["seeds"])
+    assert s.driver_peak_rss_mb > 0 and all(r.peak_rss_mb > 0 for r in s.retrain.seeds)
     saved = folder.read_settings()
     assert saved["format"] == SWEEP_FORMAT and s.format == 2
     for record in (s.provenance, saved["provenance"]):
@@ -171,10 +171,10 @@ def test_best_config_reproduces_the_pick(finished_sweep):
     code, out, err = run(cmd + ["--set", "train.threads=1", "--json"])  # the retrain ran on --cpus 1
     assert code == 0, err[-2000:]
     trained = json.loads(out.strip().splitlines()[-1])
-    retrained = next(r for r in s.retrain["seeds"] if r["seed"] == trained["config"]["train"]["seed"])
+    retrained = next(r for r in s.retrain.seeds if r.seed == trained["config"]["train"]["seed"])
     assert trained["config"]["data"]["max_len"] == s.best_params["data.max_len"]
     np.testing.assert_allclose(
-        [h["val_loss"] for h in trained["history"]], [h["val_loss"] for h in retrained["history"]], atol=1e-5
+        [h["val_loss"] for h in trained["history"]], [h.val_loss for h in retrained.history], atol=1e-5
     )
 
 
@@ -226,12 +226,12 @@ def test_a_finished_sweep_run_again_trains_nothing_and_other_settings_are_refuse
     assert code == 0, err[-2000:]
     assert "search.memory_budget was '2GB', now '3GB': this applies to the trials still to run" in out
     assert "search.seeds was 2, now 3: this applies to the retrain" in out
-    assert summary(runs).seeds == [42, 43, 44] and summary(runs).trials["total"] == 5
+    assert summary(runs).seeds == [42, 43, 44] and summary(runs).trials.total == 5
     fresh = tune_cmd(
         runs, "--model", "lstm", "--trials", "1", "--epochs", "1", "--fresh", "--replay", "tiny-lstm"
     )
     code, out, err = run([*fresh, "--no-default"])
-    assert code == 0 and "--fresh: discarding" in out and summary(runs).trials["total"] == 1
+    assert code == 0 and "--fresh: discarding" in out and summary(runs).trials.total == 1
 
 
 def test_the_same_seed_gives_the_same_sweep(finished_sweep, tmp_path):
@@ -249,7 +249,7 @@ def test_the_same_seed_gives_the_same_sweep(finished_sweep, tmp_path):
             (
                 [{k: r[k] for k in keys} for r in rows],
                 [round(float(r["best_val_loss"]), 6) for r in rows],
-                folder.read_summary().retrain["mean"],
+                folder.read_summary().retrain.mean,
             )
         )
     assert sweeps[0] == sweeps[1]
@@ -277,7 +277,7 @@ def test_memory_budget_is_enforced_and_the_sweep_goes_on(tmp_path):
     assert first["state"] == "failed" and "memory budget exceeded" in first["reason"], first
     assert float(first["model.embed_dim"]) == 30000
     s = summary(runs)
-    assert s.trials["total"] == 3 and s.trials["completed"] >= 1
+    assert s.trials.total == 3 and s.trials.completed >= 1
     assert s.best_params["model.embed_dim"] == 8
     assert "FAIL" in s.optuna_states
 
@@ -287,8 +287,8 @@ def check_sweep(runs, model, trials, ended_before: dict, experiment: Path | None
     the records, and no trial that had ended before a kill was run again."""
     s = summary(runs, model)
     t = s.trials
-    assert t["total"] == trials and t["completed"] + t["stopped_early"] + t["failed"] == trials
-    expected = {"COMPLETE": t["completed"], "PRUNED": t["stopped_early"], "FAIL": t["failed"]}
+    assert t.total == trials and t.completed + t.stopped_early + t.failed == trials
+    expected = {"COMPLETE": t.completed, "PRUNED": t.stopped_early, "FAIL": t.failed}
     expected = {k: v for k, v in expected.items() if v}
     assert s.optuna_states == expected, s.optuna_states
     assert s.searcher_states == expected, (
@@ -432,7 +432,7 @@ def test_address_joins_that_cluster_and_no_address_never_does(tmp_path):
         cmd = tune_cmd(joined, "--model", "rnn", "--trials", "2", "--epochs", "2", "--address", address)
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert summary(joined, "rnn").trials["total"] == 2
+        assert summary(joined, "rnn").trials.total == 2
         assert trial_nodes(joined, "rnn") <= cluster and trial_nodes(joined, "rnn")
         # No token here, or another token: one line that names token authentication, at once.
         home = tmp_path / "home"
@@ -484,8 +484,8 @@ def test_encoder_sweep_trains_heads_on_cached_features(tmp_path, tiny_distilbert
     )
     assert code == 0, err[-3000:]
     s = summary(runs, "distilbert")
-    assert s.trials["total"] == 3 and s.trials["failed"] == 0
-    assert s.retrain["trainable_params"] < s.retrain["params"]
+    assert s.trials.total == 3 and s.trials.failed == 0
+    assert s.retrain.trainable_params < s.retrain.params
     assert s.best_params["model.unfreeze_layers"] in (0, 1)
     # The weights hold the head; the encoder is named and loaded again, and gives the same predictions.
     check_predict_round_trip(runs / "imdb", "distilbert", TINY_DATA, tmp_path, capsys)
@@ -623,7 +623,7 @@ def test_three_classes_through_the_sweep_with_macro_f1(tmp_path):
     assert code == 0, err[-3000:]
     s = summary(runs, "lstm", "three")
     assert s.data_report["label_names"] == ["imdb", "rt-negative", "rt-positive"]
-    test = s.retrain["seeds"][0]["test"]
+    test = s.retrain.seeds[0].test
     assert len(test["confusion"]) == 3 and all(len(row) == 3 for row in test["confusion"])
     # macro F1: the mean of the per-class F1 scores computed from the confusion matrix
     per_class = []
@@ -633,7 +633,7 @@ def test_three_classes_through_the_sweep_with_macro_f1(tmp_path):
         actual = sum(test["confusion"][k])
         per_class.append(2 * tp / (predicted + actual) if predicted + actual else 0.0)
     assert abs(test["f1"] - sum(per_class) / 3) < 1e-9
-    assert f"{s.retrain['mean']['f1']:.3f}" in (runs / "three" / RunDir.LEADERBOARD_MD).read_text()
+    assert f"{s.retrain.mean['f1']:.3f}" in (runs / "three" / RunDir.LEADERBOARD_MD).read_text()
 
 
 def test_a_diverging_trial_fails_in_optuna_and_the_sweep_finishes(tmp_path):
@@ -650,7 +650,7 @@ def test_a_diverging_trial_fails_in_optuna_and_the_sweep_finishes(tmp_path):
     rows = RunDir(runs / "imdb").model("rnn").read_trial_rows()
     assert rows[0]["state"] == "failed" and "training diverged" in rows[0]["reason"], rows[0]
     s = summary(runs, "rnn")
-    assert s.trials["total"] == 3 and s.optuna_states.get("FAIL", 0) == s.trials["failed"] >= 1
+    assert s.trials.total == 3 and s.optuna_states.get("FAIL", 0) == s.trials.failed >= 1
     assert s.best_params["train.lr"] == 0.001
 
 
@@ -717,7 +717,7 @@ def test_two_nodes_run_trials_in_parallel_with_shared_storage_and_resume(tmp_pat
         code, out, err = run(cmd, env=driver)
         assert code == 0, err[-3000:]
         s = summary(runs)
-        assert s.trials["total"] == 4 and (storage / STORAGE_MARKER).is_file()
+        assert s.trials.total == 4 and (storage / STORAGE_MARKER).is_file()
         assert not list(trials.glob("*/checkpoint_*"))
         check_sweep(runs, "lstm", 4, before, trials)
         assert trial_nodes(runs, "lstm") == {n.node_id for n in cluster.list_all_nodes()}

@@ -18,6 +18,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
 from search.analysis.importance import knob_importance
+from search.store.records import Retrain
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # in-memory views would each log their creation
 
@@ -143,22 +144,22 @@ def knob_rows(study: optuna.Study, chosen: dict) -> tuple[list[dict], dict]:
     return rows, {k: v for k, v in found.items() if k != "knobs"}
 
 
-def fit_gap(retrain: dict) -> dict:
+def fit_gap(retrain: Retrain) -> dict:
     """Train and validation accuracy at each seed's best epoch, their means, and what raised a flag."""
-    seeds = [r for r in retrain["seeds"] if r.get("history")]
+    seeds = [r for r in retrain.seeds if r.history]
     if not seeds:
         return {}
-    at_best = [r["history"][r["best_epoch"] - 1] for r in seeds]
-    train = sum(h["train_acc"] for h in at_best) / len(at_best)
-    val = sum(h["val_acc"] for h in at_best) / len(at_best)
+    at_best = [r.history[r.best_epoch - 1] for r in seeds]
+    train = sum(h.train_acc for h in at_best) / len(at_best)
+    val = sum(h.val_acc for h in at_best) / len(at_best)
     raised = []
     for r in seeds:
-        last = r["history"][-1]
+        last = r.history[-1]
         for flag in RULES:
-            if last.get(flag):
+            if getattr(last, flag):
                 raised.append(
-                    f"{flag} by seed {r['seed']} (last epoch {last['epoch']}: train acc "
-                    f"{last['train_acc']:.3f}, val acc {last['val_acc']:.3f})"
+                    f"{flag} by seed {r.seed} (last epoch {last.epoch}: train acc "
+                    f"{last.train_acc:.3f}, val acc {last.val_acc:.3f})"
                 )
     return {"train_acc": train, "val_acc": val, "gap": train - val, "flags": raised}
 
@@ -166,10 +167,10 @@ def fit_gap(retrain: dict) -> dict:
 def seed_spread(summary) -> tuple[float, int] | None:
     """(the pooled standard deviation of best val loss across training seeds, its degrees of freedom) over
     the retrained configurations (the pick, and the default where it was retrained on the same seeds)."""
-    default = summary.default
-    retrained_apart = default and "seeds" in default and default != summary.retrain  # else the pick's own
+    default = summary.default_retrain
+    retrained_apart = default is not None and default != summary.retrain  # else the pick's own
     groups = [summary.retrain] + ([default] if retrained_apart else [])
-    losses = [[r["best_val_loss"] for r in g["seeds"] if r.get("best_val_loss") is not None] for g in groups]
+    losses = [[r.best_val_loss for r in g.seeds if r.best_val_loss is not None] for g in groups]
     losses = [g for g in losses if len(g) > 1]
     df = sum(len(g) - 1 for g in losses)
     if not df:

@@ -2,6 +2,7 @@
 logistic regression row, with intervals and paired verdicts (search/analysis/rows.py); the analysis of each
 model's knobs; the plots and report.html. All from what the run directory holds."""
 
+import dataclasses
 import textwrap
 from dataclasses import dataclass, field
 
@@ -114,14 +115,13 @@ def notes(board: Board, labels: dict) -> list[str]:
             + (" (*: its val acc and loss are out of fold)" if chosen.kept else "")
         )
     for s in board.summaries:
-        if s.search.get("stopped_by") == "time budget":
+        if s.search and s.search.stopped_by == "time budget":
             out.append(
-                f"{s.model}: the time budget ended its search after {s.search['ran']} of "
-                f"{s.search['asked']} trials"
+                f"{s.model}: the time budget ended its search after {s.search.ran} of {s.search.asked} trials"
             )
-        if s.search.get("told"):
+        if s.search and s.search.told:
             out.append(
-                f"{s.model}: {s.search['told']} earlier trials (--warm-start, --extend-space) informed the "
+                f"{s.model}: {s.search.told} earlier trials (--warm-start, --extend-space) informed the "
                 "sampler; they are not counted, chosen or in importance"
             )
     return out
@@ -180,9 +180,9 @@ def payload(board: Board) -> dict:
                 | stats
                 | {
                     "test": row.stats.get("test"),  # the row's headline: the seed-averaged predictor
-                    "test_per_seed": [{"seed": r["seed"], **r["test"]} for r in seeds["seeds"]],
-                    "test_mean": seeds["mean"],
-                    "test_std": seeds["std"],
+                    "test_per_seed": [{"seed": r.seed, **r.test} for r in seeds.seeds],
+                    "test_mean": seeds.mean,
+                    "test_std": seeds.std,
                 }
             )
         elif row.kind == "ensemble":
@@ -225,10 +225,10 @@ def json_summary(summaries: list, baseline) -> dict:
     """The --json line: per model, test metrics per seed and their mean, trials, best config, wall time."""
     models = {
         s.model: {
-            "test_per_seed": [{"seed": r["seed"], **r["test"]} for r in s.retrain["seeds"]],
-            "test_mean": s.retrain["mean"],
-            "test_std": s.retrain["std"],
-            "trials": s.trials,
+            "test_per_seed": [{"seed": r.seed, **r.test} for r in s.retrain.seeds],
+            "test_mean": s.retrain.mean,
+            "test_std": s.retrain.std,
+            "trials": dataclasses.asdict(s.trials),
             "best_config": s.best_params,
             "search_wall_s": s.search_wall_s,
             "wall_s": s.wall_s,

@@ -19,6 +19,7 @@ from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 from search.analysis.knobs import distributions, scored_trials, scored_view, top_trials  # noqa: E402
 from search.store import files  # noqa: E402
 from search.store.layout import RunDir  # noqa: E402
+from search.store.records import Retrain  # noqa: E402
 
 DPI = 100
 
@@ -122,23 +123,17 @@ def knobs(study: optuna.Study, chosen: dict, spots: dict, path: Path) -> Path | 
     return _save(fig, path)
 
 
-def curves(model: str, retrain: dict, path: Path) -> Path | None:
-    seeds = [r for r in retrain["seeds"] if r.get("history")]
+def curves(model: str, retrain: Retrain, path: Path) -> Path | None:
+    seeds = [r for r in retrain.seeds if r.history]
     if not seeds:
         return None
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, r in enumerate(seeds):
-        epochs = [h["epoch"] for h in r["history"]]
+        epochs = [h.epoch for h in r.history]
         color = f"C{i}"
-        ax.plot(
-            epochs,
-            [h["train_loss"] for h in r["history"]],
-            color=color,
-            ls=":",
-            label=f"seed {r['seed']} train",
-        )
-        ax.plot(epochs, [h["val_loss"] for h in r["history"]], color=color, label=f"seed {r['seed']} val")
-        ax.axvline(r["best_epoch"], color=color, lw=0.8, alpha=0.5)
+        ax.plot(epochs, [h.train_loss for h in r.history], color=color, ls=":", label=f"seed {r.seed} train")
+        ax.plot(epochs, [h.val_loss for h in r.history], color=color, label=f"seed {r.seed} val")
+        ax.axvline(r.best_epoch, color=color, lw=0.8, alpha=0.5)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.set_title(f"{model}: learning curves of the retrained best configuration (vertical: best epoch)")
@@ -146,14 +141,14 @@ def curves(model: str, retrain: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def confusion(model: str, retrain: dict, label_names: list[str], path: Path) -> Path:
-    seeds = retrain["seeds"]
+def confusion(model: str, retrain: Retrain, label_names: list[str], path: Path) -> Path:
+    seeds = retrain.seeds
     fig, axes = plt.subplots(1, len(seeds), figsize=(3.3 * len(seeds), 3.2), squeeze=False)
     for ax, r in zip(axes.flat, seeds):
-        ConfusionMatrixDisplay(np.array(r["test"]["confusion"]), display_labels=label_names).plot(
+        ConfusionMatrixDisplay(np.array(r.test["confusion"]), display_labels=label_names).plot(
             ax=ax, colorbar=False, values_format="d"
         )
-        ax.set_title(f"seed {r['seed']}: test acc {r['test']['accuracy']:.3f}", fontsize=9)
+        ax.set_title(f"seed {r.seed}: test acc {r.test['accuracy']:.3f}", fontsize=9)
         ax.tick_params(labelsize=7)
     fig.suptitle(f"{model}: test confusion matrices")
     return _save(fig, path)
@@ -164,8 +159,7 @@ def tradeoff(summaries: list, baseline, path: Path) -> Path | None:
     if not summaries:
         return None
     points = [
-        (s.model, s.retrain["mean"]["accuracy"], s.retrain["params"], s.retrain["inference_per_s"])
-        for s in summaries
+        (s.model, s.retrain.mean["accuracy"], s.retrain.params, s.retrain.inference_per_s) for s in summaries
     ]
     if baseline:
         points.append(("tfidf+logreg", baseline.test["accuracy"], baseline.params, baseline.inference_per_s))

@@ -16,6 +16,7 @@ from search.analysis.stats import holm, metric_intervals, paired, verdict
 from search.core.served import combine, seed_mean
 from search.engine import metrics
 from search.store.layout import RunDir
+from search.store.records import Skipped
 
 
 @dataclass
@@ -156,8 +157,8 @@ def headline(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> dict:
 def tuned_vs_default(run: RunDir, row: Row, labels: np.ndarray) -> dict | None:
     default = run.model(row.name).read_predictions("default", "test")
     if default is None:
-        skipped = (row.summary.default or {}).get("skipped") if row.summary else None
-        return {"skipped": skipped} if skipped else None
+        skipped = row.summary.default if row.summary else None
+        return {"skipped": skipped.skipped} if isinstance(skipped, Skipped) else None
     right = seed_mean(default.probs).argmax(1) == labels
     return paired(row.served.argmax(1) == labels, right)
 
@@ -176,7 +177,7 @@ def validation_winner(rows: list[Row], chosen, summaries: list, baseline_served:
     if models and all(r.comparable for r in models):
         best = best_row(servable)
         return BASELINE if best.kind == "baseline" else best.name
-    mean_loss = {s.model: np.mean([r["best_val_loss"] for r in s.retrain["seeds"]]) for s in summaries}
+    mean_loss = {s.model: np.mean([r.best_val_loss for r in s.retrain.seeds]) for s in summaries}
     return min(mean_loss, key=mean_loss.get)
 
 

@@ -4,6 +4,7 @@ report.html get the detailed form (interval bounds and p-values)."""
 
 from search.analysis.importance import DETECT
 from search.analysis.knobs import RULES
+from search.store.records import Retrain
 
 MAIN_HEADERS = [
     "model",
@@ -77,16 +78,16 @@ def _test(row) -> tuple[float, float]:
     kept (an older sweep) shows the mean of its seeds' scores."""
     found = row.stats.get("test")
     if found is None:
-        mean = row.summary.retrain["mean"]
+        mean = row.summary.retrain.mean
         return mean["accuracy"], mean["f1"]
     return found["accuracy"], found["f1"]
 
 
-def seeds_text(retrain: dict) -> str:
+def seeds_text(retrain: Retrain) -> str:
     """Each retrain seed's own test accuracy: their mean ± standard deviation."""
-    if len(retrain["seeds"]) < 2:
-        return f"{100 * retrain['mean']['accuracy']:.1f} (1 seed)"
-    return f"{100 * retrain['mean']['accuracy']:.1f} ± {100 * retrain['std']['accuracy']:.1f}"
+    if len(retrain.seeds) < 2:
+        return f"{100 * retrain.mean['accuracy']:.1f} (1 seed)"
+    return f"{100 * retrain.mean['accuracy']:.1f} ± {100 * retrain.std['accuracy']:.1f}"
 
 
 def main_headers(detailed: bool) -> list[str]:
@@ -119,17 +120,17 @@ def detail_rows(summaries: list, analyses: dict, baseline) -> list[list]:
     out = []
     for s in summaries:
         r, t, gap = s.retrain, s.trials, analyses[s.model]["fit_gap"]
-        raised = [f for f in RULES if r[f]]
+        raised = [f for f in RULES if getattr(r, f)]
         out.append(
             [
                 s.model,
-                f"{t['completed']}/{t['stopped_early']}/{t['failed']}",
+                f"{t.completed}/{t.stopped_early}/{t.failed}",
                 f"{s.best_val_loss:.4f}",
-                f"{r['mean_epoch_s']:.2f}",
+                f"{r.mean_epoch_s:.2f}",
                 f"{s.best_trial_peak_rss_mb or 0:.0f}",
                 f"{100 * gap['gap']:+.1f} pts" if gap else "-",
-                _params(r["params"], r["trainable_params"]),
-                f"{r['inference_per_s']:,.0f}",
+                _params(r.params, r.trainable_params),
+                f"{r.inference_per_s:,.0f}",
                 ", ".join(raised) or "-",
             ]
         )

@@ -122,7 +122,7 @@ def one_sweep(task: Task, sampler: str, scheduler: str, seed: int, trials: int) 
         "total_s": total,
         "epochs": sum(r.epochs for r in outcome.records),
         "pick_val_acc": pick.best_val_acc,
-        "pick_test_acc": result["mean"]["accuracy"],
+        "pick_test_acc": result.mean["accuracy"],
     }
 
 

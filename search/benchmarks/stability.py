@@ -104,7 +104,7 @@ def measures(runs: list[RunDir], model: str, logs: set[str], space: dict | None 
         for k in names
         if first[k]["importance"] is not None and other[k]["importance"] is not None
     ]
-    tests = [run.model(model).read_summary().retrain["mean"]["accuracy"] for run in runs]
+    tests = [run.model(model).read_summary().retrain.mean["accuracy"] for run in runs]
     served = [run.model(model).read_predictions("tuned", "test") for run in runs]
     right = [seed_mean(p.probs).argmax(1) == p.labels for p in served]
     tied = [mcnemar_p(right[i], right[j]) >= 0.05 for i, j in itertools.combinations(range(len(runs)), 2)]

@@ -5,6 +5,7 @@ renames none, and a file written before the `format` field reads as format 1.
 """
 
 import dataclasses
+import statistics
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
@@ -21,21 +22,6 @@ class TrialState(StrEnum):
     COMPLETED = "completed"
     STOPPED_EARLY = "stopped_early"  # by ASHA, after at least one epoch
     FAILED = "failed"
-
-
-HISTORY_KEYS = (
-    "epoch",
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "lr",
-    "grad_norm",
-    "seconds",
-    "overfitting",
-    "collapse",
-    "peak_rss_mb",
-)
 
 
 @dataclass
@@ -78,6 +64,130 @@ class TrialRecord:
         return out
 
 
+SCORES = ("accuracy", "precision", "recall", "f1")  # a seed's test scores (its test also holds the confusion)
+
+
+@dataclass
+class Epoch:
+    """One epoch of training as the engine reports it (search.engine.EpochStats): an entry of a retrain seed's
+    history; a row of a trial's history.csv adds the trial's peak memory."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    lr: float
+    grad_norm: float
+    seconds: float
+    overfitting: bool  # train acc > 85% and more than 10 points above val
+    collapse: bool  # predicts a single class on val
+
+
+HISTORY_KEYS = (*(f.name for f in dataclasses.fields(Epoch)), "peak_rss_mb")  # history.csv's, after trial_id
+
+
+@dataclass
+class SeedRun:
+    """One seed of a retrain: its test scores, how it trained, what it costs (summary.json's
+    retrain.seeds[i])."""
+
+    seed: int
+    test: dict  # SCORES and the confusion matrix (search.engine.metrics)
+    epochs: int
+    best_epoch: int
+    best_val_loss: float
+    history: list[Epoch]
+    mean_epoch_s: float
+    inference_per_s: float
+    overfitting: bool
+    collapse: bool
+    params: int
+    trainable_params: int
+    peak_rss_mb: float | None = None
+
+
+@dataclass
+class Retrain:
+    """One configuration retrained on several seeds and scored on test (summary.json's retrain, and its
+    default when the default configuration was retrained)."""
+
+    seeds: list[SeedRun]
+    mean: dict  # each test metric's mean over the seeds
+    std: dict  # and its standard deviation (0 for one seed)
+    mean_epoch_s: float
+    inference_per_s: float  # the seeds' median
+    params: int
+    trainable_params: int
+    overfitting: bool  # in any seed's last epoch
+    collapse: bool
+
+    @classmethod
+    def of(cls, runs: list[SeedRun]) -> "Retrain":
+        return cls(
+            seeds=runs,
+            mean={m: statistics.mean(r.test[m] for r in runs) for m in SCORES},
+            std={m: statistics.stdev(r.test[m] for r in runs) if len(runs) > 1 else 0.0 for m in SCORES},
+            mean_epoch_s=statistics.mean(r.mean_epoch_s for r in runs),
+            inference_per_s=statistics.median(r.inference_per_s for r in runs),
+            params=runs[0].params,
+            trainable_params=runs[0].trainable_params,
+            overfitting=any(r.overfitting for r in runs),
+            collapse=any(r.collapse for r in runs),
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict, what: str = "summary.json's retrain") -> "Retrain":
+        out = _typed(cls, data, what)
+        out.seeds = [_seed_run(r, f"{what}'s seed") for r in out.seeds]
+        return out
+
+    @property
+    def seed_list(self) -> list[int]:
+        return [r.seed for r in self.seeds]
+
+
+def _seed_run(data: dict, what: str) -> SeedRun:
+    out = _typed(SeedRun, data, what)
+    out.history = [_typed(Epoch, h, f"{what}'s history") for h in out.history]
+    return out
+
+
+@dataclass
+class Skipped:
+    """A default configuration that could not be retrained, and why (summary.json: {"skipped": why})."""
+
+    skipped: str
+
+
+@dataclass
+class TrialCounts:
+    """How a sweep's trials ended (summary.json's trials)."""
+
+    completed: int
+    stopped_early: int
+    failed: int
+    total: int
+
+
+@dataclass
+class SearchEnd:
+    """How a model's search ended (summary.json's search)."""
+
+    asked: int  # trials asked for
+    ran: int  # trials the sweep holds
+    stopped_by: str  # "trials" (it ran what was asked) or "time budget"
+    told: int = 0  # earlier trials that only informed the sampler (warm start, a grown space)
+
+
+def _default(data: dict | None) -> "Retrain | Skipped | None":
+    if data is None or isinstance(data, (Retrain, Skipped)):
+        return data
+    if "skipped" in data:
+        return Skipped(data["skipped"])
+    return Retrain.from_dict(data, "summary.json's default")
+
+
 def _typed(cls, data: dict, what: str):
     """cls from a stored dict: fields a newer version added take their defaults, fields it does not know are
     kept out; a dict that lacks a required field is refused in one line."""
@@ -94,13 +204,13 @@ class Summary:
 
     model: str
     dataset: str
-    trials: dict  # {"completed", "stopped_early", "failed", "total"}
+    trials: TrialCounts
     best_trial: str
     best_params: dict
     best_val_loss: float
     best_val_acc: float | None
     search_wall_s: float
-    retrain: dict  # search.sweep.retrain.summarize: per seed, mean, std, params, inference rate
+    retrain: Retrain
     data_report: dict
     optuna_states: dict = field(default_factory=dict)  # the persistent study (optuna.db)
     searcher_states: dict = field(default_factory=dict)  # what the searcher itself was told
@@ -110,13 +220,19 @@ class Summary:
     driver_peak_rss_mb: float | None = None  # mapped files' pages aside (search/engine/memory.py)
     driver_peak_rss_total_mb: float | None = None  # with them: the process's ru_maxrss
     format: int = 1
-    # The default configuration (the sweep's first trial) retrained on the same seeds: its retrain summary,
-    # {"skipped": why} when it could not be, or None when it was not asked for (--no-default) or the summary
-    # predates it.
-    default: dict | None = None
-    # How the search ended: {"asked": N, "ran": n, "stopped_by": "trials" | "time budget" | "interrupted",
-    # "told": k trials that only informed the sampler (warm start)}.
-    search: dict = field(default_factory=dict)
+    # The default configuration (the sweep's first trial) retrained on the same seeds; Skipped when it could
+    # not be; None when it was not asked for (--no-default) or the summary predates it.
+    default: Retrain | Skipped | None = None
+    search: SearchEnd | None = None  # None in a summary that predates it
+
+    def __post_init__(self):  # typed however it was made: from a file's dicts, or in code
+        if not isinstance(self.retrain, Retrain):
+            self.retrain = Retrain.from_dict(self.retrain)
+        self.default = _default(self.default)
+        if isinstance(self.trials, dict):
+            self.trials = _typed(TrialCounts, self.trials, "summary.json's trials")
+        if isinstance(self.search, dict):  # {} in a summary written before it was typed
+            self.search = _typed(SearchEnd, self.search, "summary.json's search") if self.search else None
 
     @classmethod
     def from_dict(cls, data: dict, what: str = "summary.json") -> "Summary":
@@ -127,11 +243,16 @@ class Summary:
 
     @property
     def test_mean(self) -> dict:
-        return self.retrain["mean"]
+        return self.retrain.mean
 
     @property
     def seeds(self) -> list[int]:
-        return [r["seed"] for r in self.retrain["seeds"]]
+        return self.retrain.seed_list
+
+    @property
+    def default_retrain(self) -> Retrain | None:
+        """The default configuration's own retrain, when it had one."""
+        return self.default if isinstance(self.default, Retrain) else None
 
 
 @dataclass

@@ -23,6 +23,7 @@ from models import build_model, builder_info, entry
 from search.core.served import combine, seed_mean
 from search.engine import TrainConfig, predict, set_threads
 from search.store.layout import BundleDir, ModelDir, RunDir
+from search.store.records import Retrain
 
 # 2: encoder pooling auto means mean when frozen (it was the pooler); 3: "kind", model or ensemble
 FORMAT = 3
@@ -49,7 +50,7 @@ def _unportable(info: dict) -> dict:
     }
 
 
-def save_bundle(bundle: BundleDir, settings, data: PreparedData, info: dict, retrain_result: dict) -> None:
+def save_bundle(bundle: BundleDir, settings, data: PreparedData, info: dict, retrain_result: Retrain) -> None:
     """Write meta.json beside the weights that search.sweep.retrain saved in the bundle."""
     report = data.report
     meta = {
@@ -71,12 +72,12 @@ def save_bundle(bundle: BundleDir, settings, data: PreparedData, info: dict, ret
         "info": _portable(builder_info(info)),
         "seeds": [
             {
-                "seed": r["seed"],
-                "weights": BundleDir.weights_name(r["seed"]),
-                "best_val_loss": r["best_val_loss"],
-                "test_accuracy": r["test"]["accuracy"],
+                "seed": r.seed,
+                "weights": BundleDir.weights_name(r.seed),
+                "best_val_loss": r.best_val_loss,
+                "test_accuracy": r.test["accuracy"],
             }
-            for r in retrain_result["seeds"]
+            for r in retrain_result.seeds
         ],
     }
     bundle.write_meta(meta)

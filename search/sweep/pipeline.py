@@ -4,6 +4,7 @@ trials, pick the best, retrain it (and the default configuration) on several see
     summary = sweep_model(settings, RunDir(Path("runs/imdb")), SweepOptions())
 """
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -17,7 +18,7 @@ from search.core.settings import Settings, apply_params
 from search.engine.memory import MemoryWatch, peak_total_mb
 from search.store import study
 from search.store.layout import ModelDir, RunDir
-from search.store.records import SUMMARY_FORMAT, Summary, TrialRecord, TrialState
+from search.store.records import SUMMARY_FORMAT, Retrain, SearchEnd, Skipped, Summary, TrialRecord, TrialState
 from search.sweep.budget import TimeBudget
 from search.sweep.bundle import save_bundle
 from search.sweep.cluster import check_resources, connect, node_cpus
@@ -53,7 +54,7 @@ def sweep_model(settings: Settings, run: RunDir, options: SweepOptions, data: Pr
     folder = run.model(name)
     extend = not options.fresh and check_settings(folder, settings, options.extend_space)
     done = None if options.fresh or extend else folder.read_summary()
-    if done is not None and settings.search.trials <= done.trials["total"] and done.seeds == _seeds(settings):
+    if done is not None and settings.search.trials <= done.trials.total and done.seeds == _seeds(settings):
         _say_finished(name, settings.search.trials, done)
         return done
     if done is not None:  # to be finished again: until then the old result is not this sweep's result
@@ -111,12 +112,12 @@ def _sweep(
         driver_peak_rss_mb=driver.peak_mb,
         format=SUMMARY_FORMAT,
         default=default,
-        search={
-            "asked": settings.search.trials,
-            "ran": len(records),
-            "stopped_by": "time budget" if outcome.ended_by_budget else "trials",
-            "told": outcome.told,
-        },
+        search=SearchEnd(
+            asked=settings.search.trials,
+            ran=len(records),
+            stopped_by="time budget" if outcome.ended_by_budget else "trials",
+            told=outcome.told,
+        ),
         driver_peak_rss_total_mb=peak_total_mb(),
     )
     folder.write_summary(summary)
@@ -124,9 +125,9 @@ def _sweep(
 
 
 def _say_finished(name: str, asked: int, done: Summary) -> None:
-    if asked < done.trials["total"]:
+    if asked < done.trials.total:
         print(
-            f"[{name}] asked for {asked} trials, but this sweep finished {done.trials['total']}: showing "
+            f"[{name}] asked for {asked} trials, but this sweep finished {done.trials.total}: showing "
             "those (use --fresh to start a smaller sweep)",
             flush=True,
         )
@@ -195,7 +196,9 @@ def _pick(name: str, records: list[TrialRecord]) -> TrialRecord:
             hint += (
                 "; run the same command with a larger --memory-budget and --fresh (e.g. --memory-budget 4GB)"
             )
-        raise UserError(f"no {name} trial reached a validation loss ({found}); {hint}")
+        raise UserError(
+            f"no {name} trial reached a validation loss ({found.failed} of {found.total} failed); {hint}"
+        )
     print(
         f"[{name}] best trial {best.trial_id}: val loss {best.best_val_loss:.4f}, val acc "
         f"{best.best_val_acc:.4f}",
@@ -229,13 +232,13 @@ def _retrain(
     # --config best_config.yaml trains the pick, not the pick at the default length.
     shaping = {k: v for k, v in tuned_settings.as_dict().items() if k in ("data", "model", "train")}
     best_config = yaml.safe_dump(shaping, sort_keys=False)
-    folder.write_results(best_config, data.report, tuned["seeds"])
+    folder.write_results(best_config, data.report, [dataclasses.asdict(r) for r in tuned.seeds])
     return tuned, default, report
 
 
 def _retrain_default(
     settings, records, best, tuned, kept, data, folder: ModelDir, cpus: int, options
-) -> dict:
+) -> Retrain | Skipped:
     """The model's default configuration (the sweep's first trial) on the same seeds and test texts; when it
     cannot be (it failed in the search, or in its retrain), why not."""
     name = settings.model_name
@@ -246,7 +249,7 @@ def _retrain_default(
     else:
         failed = next((r for r in records if r.params == defaults and r.state == TrialState.FAILED), None)
         if failed is not None:
-            return {"skipped": f"the default configuration failed in the search: {failed.reason}"}
+            return Skipped(f"the default configuration failed in the search: {failed.reason}")
         print(f"[{name}] retraining the default configuration, to say what the search bought", flush=True)
         inputs, info = model_inputs(settings, data, ("train", "val", "test"), options.cache_dir)
         try:
@@ -255,7 +258,7 @@ def _retrain_default(
             )
         except UserError as err:
             print(f"[{name}] the default configuration could not be retrained: {err}", flush=True)
-            return {"skipped": str(err)}
+            return Skipped(str(err))
     for split, p in predictions.items():
         folder.write_predictions("default", split, p)
     return result

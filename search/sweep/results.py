@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from search.store.layout import KILL_NOTE, RESULT
-from search.store.records import TrialRecord, TrialState
+from search.store.records import TrialCounts, TrialRecord, TrialState
 from search.sweep.storage import filesystem, join
 
 
@@ -91,6 +91,7 @@ def choose_best(records: list[TrialRecord]) -> TrialRecord | None:
     return min((r for r in records if r.scored), key=lambda r: r.best_val_loss, default=None)
 
 
-def counts(records: list[TrialRecord]) -> dict:
-    out = {s.value: sum(r.state == s for r in records) for s in TrialState}
-    return out | {"total": len(records)}
+def counts(records: list[TrialRecord]) -> TrialCounts:
+    return TrialCounts(
+        **{s.value: sum(r.state == s for r in records) for s in TrialState}, total=len(records)
+    )

@@ -17,8 +17,7 @@ from search.engine import fit, metrics, predict, seed_everything
 from search.engine.memory import MemoryBudgetExceeded, MemoryWatch, release_memory
 from search.store import files
 from search.store.layout import BundleDir, Predictions
-
-METRICS = ("accuracy", "precision", "recall", "f1")
+from search.store.records import Epoch, Retrain, SeedRun
 
 
 def inference_rate(model, data: dict, batch_size: int = 256, repeats: int = 3, batching=UNBATCHED) -> float:
@@ -89,10 +88,11 @@ def retrain(
     cpus: int,
     test_texts: list[str],
     bundle: BundleDir | None = None,
-) -> tuple[dict, dict[str, Predictions]]:
+) -> tuple[Retrain, dict[str, Predictions]]:
     """config: the configuration; inputs: its train, val and test tensors; test_texts: the test texts as the
     model would receive them, to time inference from text; bundle: where each seed's weights go (none for the
-    default configuration). Returns (summary over seeds, {"val"|"test": each seed's class probabilities})."""
+    default configuration). Returns (the retrain over seeds, {"val"|"test": each seed's class
+    probabilities})."""
     runs, probs = [], {"val": [], "test": []}
     for seed in seeds:
         cfg = apply_params(config, {"train.seed": seed, "train.threads": cpus})
@@ -106,26 +106,26 @@ def retrain(
         last = result.history[-1]
         params, trainable = count_params(model)
         rate = (
-            runs[0]["inference_per_s"]
+            runs[0].inference_per_s
             if runs and entry(cfg.model_name).text_model
             else text_inference_rate(cfg, model, num_classes, test_texts[:256], inputs["test"])
         )
         runs.append(
-            {
-                "seed": seed,
-                "test": test,
-                "epochs": len(result.history),
-                "best_epoch": result.best_epoch,
-                "best_val_loss": result.best_val_loss,
-                "history": [dataclasses.asdict(h) for h in result.history],
-                "mean_epoch_s": statistics.mean(h.seconds for h in result.history),
-                "inference_per_s": rate,
-                "overfitting": last.overfitting,
-                "collapse": last.collapse,
-                "params": params,
-                "trainable_params": trainable,
-                "peak_rss_mb": watch.peak_mb,
-            }
+            SeedRun(
+                seed=seed,
+                test=test,
+                epochs=len(result.history),
+                best_epoch=result.best_epoch,
+                best_val_loss=result.best_val_loss,
+                history=[Epoch(**dataclasses.asdict(h)) for h in result.history],
+                mean_epoch_s=statistics.mean(h.seconds for h in result.history),
+                inference_per_s=rate,
+                overfitting=last.overfitting,
+                collapse=last.collapse,
+                params=params,
+                trainable_params=trainable,
+                peak_rss_mb=watch.peak_mb,
+            )
         )
         print(
             f"  retrain seed {seed}: test accuracy {test['accuracy']:.4f}, F1 {test['f1']:.4f} "
@@ -136,20 +136,4 @@ def retrain(
         split: Predictions(np.stack(p), inputs[split]["labels"].numpy(), list(seeds))
         for split, p in probs.items()
     }
-    return summarize(runs), kept
-
-
-def summarize(runs: list[dict]) -> dict:
-    mean = {m: statistics.mean(r["test"][m] for r in runs) for m in METRICS}
-    std = {m: statistics.stdev(r["test"][m] for r in runs) if len(runs) > 1 else 0.0 for m in METRICS}
-    return {
-        "seeds": runs,
-        "mean": mean,
-        "std": std,
-        "mean_epoch_s": statistics.mean(r["mean_epoch_s"] for r in runs),
-        "inference_per_s": statistics.median(r["inference_per_s"] for r in runs),
-        "params": runs[0]["params"],
-        "trainable_params": runs[0]["trainable_params"],
-        "overfitting": any(r["overfitting"] for r in runs),
-        "collapse": any(r["collapse"] for r in runs),
-    }
+    return Retrain.of(runs), kept
