@@ -8,7 +8,9 @@ to grow it; --fresh starts over.
 """
 
 import argparse
+import faulthandler
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -249,6 +251,7 @@ def main(argv=None):
     budget = TimeBudget(parse_duration(args.time_budget), models, start) if args.time_budget else None
     signals = Signals()
     signals.install()
+    faulthandler.register(signal.SIGUSR2, all_threads=True)  # `kill -USR2 PID`: where a stuck sweep waits
     try:
         with SweepLock(run.lock_path) as lock:
             if lock.took_over:
@@ -261,6 +264,7 @@ def main(argv=None):
             sweep(args, settings, run, budget, signals)
             print("\n" + finish_sweep(run, plots=not args.no_plots))
     finally:
+        faulthandler.unregister(signal.SIGUSR2)
         signals.restore()
     print(f"\nwall time {time.time() - start:.0f}s; results in {run.root}")
     if args.json:

@@ -42,6 +42,14 @@ def start(cmd, log: Path, env=None) -> subprocess.Popen:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
 
+def stuck(proc: subprocess.Popen, log: Path) -> str:
+    """The end of a driver's log after it was asked where its threads wait (search.tune dumps them on
+    SIGUSR2): what a failed wait shows."""
+    os.kill(proc.pid, signal.SIGUSR2)
+    time.sleep(2)
+    return log.read_text()[-6000:]
+
+
 def wait_until(proc: subprocess.Popen, ready, log: Path, timeout: float = 300) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None and not ready():
@@ -49,7 +57,7 @@ def wait_until(proc: subprocess.Popen, ready, log: Path, timeout: float = 300) -
     assert proc.poll() is None, (
         f"the sweep ended before the point it was waited for: {log.read_text()[-2000:]}"
     )
-    assert ready(), f"the point never came in {timeout:.0f} s: {log.read_text()[-3000:]}"
+    assert ready(), f"the point never came in {timeout:.0f} s: {stuck(proc, log)}"
 
 
 def kill_when(cmd, ready, log: Path, timeout: float = 300, must_kill: bool = True, env=None) -> None:
@@ -62,7 +70,7 @@ def kill_when(cmd, ready, log: Path, timeout: float = 300, must_kill: bool = Tru
             time.sleep(0.2)
         if must_kill:
             assert proc.poll() is None, f"the sweep ended before the kill point: {log.read_text()[-2000:]}"
-            assert ready(), f"the kill point never came in {timeout:.0f} s: {log.read_text()[-3000:]}"
+            assert ready(), f"the kill point never came in {timeout:.0f} s: {stuck(proc, log)}"
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # the driver, as kill -9 would, and its local Ray

@@ -72,6 +72,7 @@ def test_one_driver_per_sweep_and_ctrl_c_or_sigterm_stop_it_cleanly(finished_swe
     first = start(cmd, tmp_path / "first.log")
     try:
         wait_until(first, one_ended_and_one_running(1), tmp_path / "first.log")
+        os.kill(first.pid, signal.SIGUSR2)  # where its threads are: printed, and the sweep goes on
         # A second driver on the same sweep: refused within seconds, in at most 5 lines, naming the holder.
         for extra in ([], ["--fresh"]):
             started = time.time()
@@ -96,6 +97,7 @@ def test_one_driver_per_sweep_and_ctrl_c_or_sigterm_stop_it_cleanly(finished_swe
             os.killpg(first.pid, signal.SIGKILL)
     log = (tmp_path / "first.log").read_text()
     assert code == 130 and seconds < 60, log[-3000:]
+    assert "(most recent call first)" in log and 'tune.py", line' in log  # the main thread's stack too
     assert (
         log.strip().splitlines()[-1].startswith("interrupted by SIGINT")
         and "run the same command again" in log
@@ -119,11 +121,11 @@ def test_one_driver_per_sweep_and_ctrl_c_or_sigterm_stop_it_cleanly(finished_swe
     code, out, err = run([*cmd, "--replay-epoch-s", "0"])  # how it runs may change on a resume: no pause
     assert code == 0, err[-3000:]
     s = summary(runs, "transformer")
-    assert s.trials["total"] == trials
+    assert s.trials.total == trials
     states = {
-        "COMPLETE": s.trials["completed"],
-        "PRUNED": s.trials["stopped_early"],
-        "FAIL": s.trials["failed"],
+        "COMPLETE": s.trials.completed,
+        "PRUNED": s.trials.stopped_early,
+        "FAIL": s.trials.failed,
     }
     states = {k: v for k, v in states.items() if v}
     assert s.optuna_states == states and s.searcher_states == states
@@ -248,7 +250,7 @@ def test_writes_that_fail_halfway_leave_the_old_file_and_the_next_run_finishes(t
     code, out, err = run(grow)
     assert code == 0, err[-3000:]
     s = summary(runs)
-    assert s.trials["total"] == 3 and s.optuna_states == s.searcher_states and s.seeds == [42, 43]
+    assert s.trials.total == 3 and s.optuna_states == s.searcher_states and s.seeds == [42, 43]
     check_study(run_dir.root, "lstm", 3)
     assert run_dir.read_leaderboard()["models"][0]["test_ci"]
 
@@ -365,7 +367,7 @@ def test_a_damaged_summary_is_recovered_as_the_line_says(finished_sweep, tmp_pat
     cmd = [str(runs) if a == str(finished_sweep.runs) else a for a in finished_sweep.lstm_cmd]
     code, out, err = run(cmd + ["--no-plots"])
     assert code == 0 and "retraining the best configuration" in out, err[-3000:]
-    assert run_dir.model("lstm").read_summary().trials["total"] == 5  # no trial ran again: they had finished
+    assert run_dir.model("lstm").read_summary().trials.total == 5  # no trial ran again: they had finished
     assert "trial 1/5" not in out
 
 
