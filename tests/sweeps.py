@@ -43,11 +43,15 @@ def start(cmd, log: Path, env=None) -> subprocess.Popen:
 
 
 def stuck(proc: subprocess.Popen, log: Path) -> str:
-    """The end of a driver's log after it was asked where its threads wait (search.tune dumps them on
-    SIGUSR2): what a failed wait shows."""
-    os.kill(proc.pid, signal.SIGUSR2)
-    time.sleep(2)
-    return log.read_text()[-6000:]
+    """What a failed wait shows: the processes of the driver's session (its Ray processes and trials: alive,
+    busy?) and the end of its log after it was asked where its threads wait (search.tune dumps them on
+    SIGUSR2)."""
+    ps = ["ps", "-s", str(proc.pid), "-o", "pid,stat,etime,time,rss,args", "--cols", "200"]
+    processes = subprocess.run(ps, capture_output=True, text=True).stdout
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGUSR2)
+        time.sleep(2)
+    return f"{processes}\n{log.read_text()[-6000:]}"
 
 
 def wait_until(proc: subprocess.Popen, ready, log: Path, timeout: float = 300) -> None:
