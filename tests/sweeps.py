@@ -54,14 +54,25 @@ def stuck(proc: subprocess.Popen, log: Path) -> str:
     return f"{processes}\n{log.read_text()[-6000:]}"
 
 
-def wait_until(proc: subprocess.Popen, ready, log: Path, timeout: float = 300) -> None:
+def reached(proc: subprocess.Popen, ready, timeout: float) -> bool:
+    """Whether ready() held before the timeout or the driver's end. Each state is checked once: a point that
+    held at one check can have passed at the next (a trial midway has ended, the live study is being
+    rewritten), so a wait that saw it must not ask again."""
     deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None and not ready():
+    while time.time() < deadline and proc.poll() is None:
+        if ready():
+            return True
         time.sleep(0.2)
+    return False
+
+
+def wait_until(proc: subprocess.Popen, ready, log: Path, timeout: float = 300) -> None:
+    if reached(proc, ready, timeout):
+        return
     assert proc.poll() is None, (
         f"the sweep ended before the point it was waited for: {log.read_text()[-2000:]}"
     )
-    assert ready(), f"the point never came in {timeout:.0f} s: {stuck(proc, log)}"
+    raise AssertionError(f"the point never came in {timeout:.0f} s: {stuck(proc, log)}")
 
 
 def kill_when(cmd, ready, log: Path, timeout: float = 300, must_kill: bool = True, env=None) -> None:
@@ -69,12 +80,9 @@ def kill_when(cmd, ready, log: Path, timeout: float = 300, must_kill: bool = Tru
     must_kill=False: a sweep that ends first is fine (a random kill point may lie past its end)."""
     proc = start(cmd, log, env=env)
     try:
-        deadline = time.time() + timeout
-        while time.time() < deadline and proc.poll() is None and not ready():
-            time.sleep(0.2)
-        if must_kill:
+        if not reached(proc, ready, timeout) and must_kill:
             assert proc.poll() is None, f"the sweep ended before the kill point: {log.read_text()[-2000:]}"
-            assert ready(), f"the kill point never came in {timeout:.0f} s: {stuck(proc, log)}"
+            raise AssertionError(f"the kill point never came in {timeout:.0f} s: {stuck(proc, log)}")
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # the driver, as kill -9 would, and its local Ray
