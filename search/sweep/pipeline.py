@@ -1,7 +1,8 @@
 """One model's sweep, step by step: check that the folder holds this search, search (or resume), record the
 trials, pick the best, retrain it (and the default configuration) on several seeds, and summarise.
 
-    summary = sweep_model(settings, RunDir(Path("runs/imdb")), SweepOptions())
+    data = command_data([settings])  # search.sweep.inputs: once per command, whatever its models
+    summary = sweep_model(settings, RunDir(Path("runs/imdb")), SweepOptions(), data)
 """
 
 import dataclasses
