@@ -1,11 +1,19 @@
+import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network here: fail fast instead of retrying the Hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# On pytest-xdist's workers the cores are shared: torch in every process a test starts (the product's
+# threads=0, which reads OMP_NUM_THREADS) gets its share, or two workers' 2-thread trainings thrash.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    share = len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, share)))
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 NG_ARCHIVE = SHARED / "20newsgroups" / "20news-bydate.tar.gz"
@@ -79,20 +87,46 @@ class FinishedSweep:
         return RunDir(self.runs / "imdb")
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """A folder that build(folder) fills once per test run. The suite runs on pytest-xdist's workers (one
+    process each, pyproject's addopts): they share the folder through their common temp root, the first to
+    need it builds it while the others wait on the lock. A build that fails is made again by the next."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    root = tmp_path_factory.getbasetemp().parent
+    folder, done = root / name, root / f"{name}.built"
+    with FileLock(root / f"{name}.lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def finished_sweep(tmp_path_factory, cache_dir) -> FinishedSweep:
     """One real sweep that many tests read: the LSTM (5 trials of 3 epochs; ASHA at every epoch, so it stops
     some) and the RNN (3 trials) on IMDB-300, each retrained on 2 seeds, with plots and the page."""
     from sweeps import run, tune_cmd
 
-    runs = tmp_path_factory.mktemp("finished") / "runs"
-    lstm = tune_cmd(runs, "--model", "lstm", "--trials", "5", "--epochs", "3", "--json", plots=True)
-    lstm += ["--set", "search.grace_period=1", "--set", "search.reduction_factor=2"]
-    code, out, err = run(lstm)
-    assert code == 0, err[-3000:]
-    code, _, err = run(tune_cmd(runs, "--model", "rnn", "--trials", "3", "--epochs", "3", plots=True))
-    assert code == 0, err[-3000:]
-    return FinishedSweep(runs, lstm, out)
+    def lstm_cmd(runs: Path) -> list:
+        cmd = tune_cmd(runs, "--model", "lstm", "--trials", "5", "--epochs", "3", "--json", plots=True)
+        return cmd + ["--set", "search.grace_period=1", "--set", "search.reduction_factor=2"]
+
+    def build(folder: Path) -> None:
+        code, out, err = run(lstm_cmd(folder / "runs"))
+        assert code == 0, err[-3000:]
+        (folder / "lstm_out.json").write_text(json.dumps(out))
+        cmd = tune_cmd(folder / "runs", "--model", "rnn", "--trials", "3", "--epochs", "3", plots=True)
+        code, _, err = run(cmd)
+        assert code == 0, err[-3000:]
+
+    folder = built_once(tmp_path_factory, "finished", build)
+    out = json.loads((folder / "lstm_out.json").read_text())
+    return FinishedSweep(folder / "runs", lstm_cmd(folder / "runs"), out)
 
 
 def run_cli(main, argv, capsys):

@@ -106,3 +106,22 @@ def ended_results(folder: Path, trial_ids: set[str] | None = None) -> dict[str, 
     if trial_ids is not None:
         return {name: rows for name, rows in found.items() if name in trial_ids}
     return {name: rows for name, rows in found.items() if rows and rows[-1].get("finished")}
+
+
+def stop_cluster(temp_dir: Path) -> None:
+    """`ray stop --force` for one cluster only: SIGKILL every process whose command line names the cluster's
+    temp directory (started with RAY_TMPDIR set to it), and their children (Ray's agents retitle themselves).
+    `ray stop` kills every Ray process of the machine, the Ray of a test on the other pytest worker too."""
+    rows = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
+    procs = [line.split(None, 2) for line in rows.splitlines() if len(line.split(None, 2)) == 3]
+    doomed = {int(pid) for pid, _, args in procs if str(temp_dir) in args}
+    while True:
+        children = {int(pid) for pid, ppid, _ in procs if int(ppid) in doomed} - doomed
+        if not children:
+            break
+        doomed |= children
+    for pid in doomed - {os.getpid()}:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

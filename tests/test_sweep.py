@@ -6,9 +6,11 @@ import json
 import os
 import random
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from sweep_checks import (
     predict_file,
     raw_test_split,
 )
-from sweeps import copy_sweep, ended_results, kill_when, results, run, summary, tune_cmd
+from sweeps import copy_sweep, ended_results, kill_when, results, run, stop_cluster, summary, tune_cmd
 
 from data_pipeline.config import DataConfig
 from search.analysis.importance import MIN_TRIALS
@@ -402,8 +404,11 @@ def test_address_joins_that_cluster_and_no_address_never_does(tmp_path):
     port = free_port()
     ray = str(Path(sys.executable).parent / "ray")
     # Ray maps 127.0.0.1 to the machine's network address unless told to stay on loopback. The head uses token
-    # authentication; the driver follows it (the two-node test below joins a cluster without it).
-    env = token_env(tmp_path) | {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    # authentication; the driver follows it (the two-node test below joins a cluster without it). Its own temp
+    # directory (short: Ray's socket paths must fit 107 bytes) is Ray's for every process here, so the cluster
+    # can be stopped alone, and `ray start` leaves its address file there.
+    temp_dir = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+    env = token_env(tmp_path) | {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_TMPDIR": str(temp_dir)}
     start = [
         ray,
         "start",
@@ -453,6 +458,7 @@ def test_address_joins_that_cluster_and_no_address_never_does(tmp_path):
 
         # Without --address: a private instance, even with RAY_ADDRESS naming that 1-CPU cluster and its
         # address file in Ray's temp directory; --cpus 2 would be refused there.
+        assert (temp_dir / "ray" / "ray_current_cluster").read_text().strip() == address
         local = tmp_path / "local"
         cmd = tune_cmd(local, "--model", "rnn", "--trials", "1", "--epochs", "1", "--cpus", "2")
         proc = subprocess.run(
@@ -461,7 +467,8 @@ def test_address_joins_that_cluster_and_no_address_never_does(tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert trial_nodes(local, "rnn") and not trial_nodes(local, "rnn") & cluster
     finally:
-        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120, env=env)
+        stop_cluster(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_dead_address_is_a_clear_error(tmp_path):

@@ -34,7 +34,7 @@ class TrainConfig:
     label_smoothing: float = 0.05
     grad_clip: float = 1.0
     seed: int = 42
-    threads: int = 0  # torch CPU threads; 0: every core this process may use
+    threads: int = 0  # torch CPU threads; 0: OMP_NUM_THREADS if set, else every core this process may use
     eval_batch_size: int = 256
     bucket: bool = True  # batch texts of similar length together, so less padding is computed
     # bfloat16 autocast for the forward passes: about 1.7x faster for encoder layers on CPUs with
@@ -92,7 +92,9 @@ def seed_everything(seed: int) -> None:
 
 
 def set_threads(threads: int) -> int:
-    n = threads or len(os.sched_getaffinity(0))
+    """threads, or 0: OMP_NUM_THREADS where the environment sets it (as torch itself reads it; a shared
+    machine's limit), else every core this process may use."""
+    n = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or len(os.sched_getaffinity(0))
     torch.set_num_threads(n)
     return n
 
