@@ -10,6 +10,7 @@ import json
 from configs.errors import UserError
 from data_pipeline.sources import fingerprint
 from search.core.provenance import provenance
+from search.store import study
 from search.store.layout import ModelDir, RunDir
 from search.sweep.storage import remove
 
@@ -101,9 +102,11 @@ def check_settings(folder: ModelDir, settings, extend_space: bool = False) -> bo
     return False
 
 
-def begin(folder: ModelDir, settings, fresh: bool, experiment: str) -> None:
-    """After every check has passed (a refused command changes nothing): discard the old sweep on --fresh,
-    then record the settings that a resume must repeat."""
+def begin(run: RunDir, settings, fresh: bool, experiment: str) -> None:
+    """After every check has passed (a refused command changes nothing): discard the model's old sweep on
+    --fresh (its folder, its trials where --storage put them, its study), then record the settings that a
+    resume must repeat."""
+    folder = run.model(settings.model_name)
     if fresh and folder.exists():
         print(
             f"--fresh: discarding {folder.root} ({len(folder.trial_dirs())} trial folders, checkpoints, "
@@ -112,6 +115,7 @@ def begin(folder: ModelDir, settings, fresh: bool, experiment: str) -> None:
         folder.remove()
     if fresh:
         remove(experiment)  # where --storage put the trials (gone already when that is the model's folder)
+        study.delete_study(run, settings.model_name)
     saved = folder.read_settings()
     if saved is None or differences(saved, settings):
         folder.write_settings(_comparable(settings), provenance())

@@ -49,6 +49,27 @@ class SweepOptions:
     signals: Signals = field(default_factory=Signals)  # the command's, its handlers installed by search.tune
 
 
+@dataclass(frozen=True)
+class Sweep:
+    """One model's sweep as its steps need it, built once where the sweep starts (`_open`) and passed down."""
+
+    settings: Settings
+    run: RunDir
+    folder: ModelDir  # the model's folder in the run directory
+    data: PreparedData  # the command's data, cut to this model's max_len
+    experiment: str  # Ray Tune's experiment folder: a path, or a URI on shared storage
+    cpus: int  # per trial, and the retrain's threads
+    options: SweepOptions
+
+    @property
+    def name(self) -> str:
+        return self.settings.model_name
+
+    @property
+    def seeds(self) -> list[int]:
+        return _seeds(self.settings)
+
+
 def sweep_model(settings: Settings, run: RunDir, options: SweepOptions, data: PreparedData) -> Summary:
     """data: the command's (search.sweep.inputs.command_data), cut here to this model's."""
     name = settings.model_name
@@ -62,14 +83,54 @@ def sweep_model(settings: Settings, run: RunDir, options: SweepOptions, data: Pr
         folder.forget_summary()
     start = time.time()
     with MemoryWatch(2**62, hard_limit=False) as driver:  # the driver's own peak for this model
-        return _sweep(settings, run, folder, done, options, extend, start, driver, data)
+        sweep, told = _open(settings, run, options, data, extend)
+        outcome = _search(sweep, told)
+        search_wall = time.time() - start  # this run's; an interrupted earlier run's time is not counted
+        _record(sweep, outcome.records)
+        best = _pick(name, outcome.records)
+        if done is not None and done.best_trial == best.trial_id and done.seeds == sweep.seeds:
+            print(f"[{name}] the best trial is still {best.trial_id}: its retrain is kept", flush=True)
+            tuned, default, report = done.retrain, done.default, done.data_report
+        else:
+            tuned, default, report = _retrain(sweep, outcome.records, best)
+        summary = Summary(
+            model=name,
+            dataset=sweep.data.name,
+            trials=counts(outcome.records),
+            best_trial=best.trial_id,
+            best_params=best.params,
+            best_val_loss=best.best_val_loss,
+            best_val_acc=best.best_val_acc,
+            search_wall_s=search_wall,
+            retrain=tuned,
+            data_report=report,
+            optuna_states=_states(study.load_study(run, name)),
+            searcher_states=outcome.searcher_states,
+            best_trial_peak_rss_mb=best.peak_rss_mb,
+            wall_s=time.time() - start,
+            provenance=provenance(),
+            # the driver's own peak (data, Ray's client, the retrain), mapped files aside; trials run in their
+            # own processes. With mapped files' pages (ru_maxrss): driver_peak_rss_total_mb.
+            driver_peak_rss_mb=driver.peak_mb,
+            format=SUMMARY_FORMAT,
+            default=default,
+            search=SearchEnd(
+                asked=settings.search.trials,
+                ran=len(outcome.records),
+                stopped_by="time budget" if outcome.ended_by_budget else "trials",
+                told=outcome.told,
+            ),
+            driver_peak_rss_total_mb=peak_total_mb(),
+        )
+    folder.write_summary(summary)
+    return summary
 
 
-def _sweep(
-    settings, run: RunDir, folder: ModelDir, done, options, extend: bool, start: float, driver, data
-) -> Summary:
+def _open(settings: Settings, run: RunDir, options: SweepOptions, data: PreparedData, extend: bool):
+    """(the sweep, the trials of a space it searched before that it tells the sampler): Ray joined or
+    started, the trial storage opened, the folder begun (or begun again with --fresh)."""
     name = settings.model_name
-    data = data_for(settings, data)
+    folder = run.model(name)
     connect(options.address)
     options.signals.reclaim()
     cpus = options.cpus or node_cpus()
@@ -79,50 +140,8 @@ def _sweep(
     if extend:
         earlier = set_aside(run, folder, experiment)
         told = points_from(settings, earlier, "--extend-space")
-    begin(folder, settings, options.fresh, experiment)
-    if options.fresh:
-        study.delete_study(run, name)
-    outcome = _search(settings, run, data, experiment, cpus, options, told)
-    search_wall = time.time() - start  # this run's; an interrupted earlier run's time is not counted
-    records = outcome.records
-    _record(run, folder, settings, records, experiment)
-    best = _pick(name, records)
-    if done is not None and done.best_trial == best.trial_id and done.seeds == _seeds(settings):
-        print(f"[{name}] the best trial is still {best.trial_id}: its retrain is kept", flush=True)
-        tuned, default, report = done.retrain, done.default, done.data_report
-    else:
-        tuned, default, report = _retrain(settings, records, best, data, folder, cpus, options)
-    summary = Summary(
-        model=name,
-        dataset=data.name,
-        trials=counts(records),
-        best_trial=best.trial_id,
-        best_params=best.params,
-        best_val_loss=best.best_val_loss,
-        best_val_acc=best.best_val_acc,
-        search_wall_s=search_wall,
-        retrain=tuned,
-        data_report=report,
-        optuna_states=_states(study.load_study(run, name)),
-        searcher_states=outcome.searcher_states,
-        best_trial_peak_rss_mb=best.peak_rss_mb,
-        wall_s=time.time() - start,
-        provenance=provenance(),
-        # the driver's own peak (data, Ray's client, the retrain), mapped files aside; trials run in their own
-        # processes. With mapped files' pages (ru_maxrss): driver_peak_rss_total_mb.
-        driver_peak_rss_mb=driver.peak_mb,
-        format=SUMMARY_FORMAT,
-        default=default,
-        search=SearchEnd(
-            asked=settings.search.trials,
-            ran=len(records),
-            stopped_by="time budget" if outcome.ended_by_budget else "trials",
-            told=outcome.told,
-        ),
-        driver_peak_rss_total_mb=peak_total_mb(),
-    )
-    folder.write_summary(summary)
-    return summary
+    begin(run, settings, options.fresh, experiment)
+    return Sweep(settings, run, folder, data_for(settings, data), experiment, cpus, options), told
 
 
 def _say_finished(name: str, asked: int, done: Summary) -> None:
@@ -140,26 +159,26 @@ def _seeds(settings: Settings) -> list[int]:
     return [settings.train.seed + i for i in range(settings.search.seeds)]
 
 
-def _search(
-    settings, run: RunDir, data: PreparedData, experiment: str, cpus: int, options, told
-) -> SearchOutcome:
-    name = settings.model_name
-    inputs = sweep_inputs(settings, data, options.cache_dir)
+def _search(sweep: Sweep, told: list) -> SearchOutcome:
+    settings, options = sweep.settings, sweep.options
+    inputs = sweep_inputs(settings, sweep.data, options.cache_dir)
     told = told + told_points(settings, options.warm_start)
     if told:
-        print(f"[{name}] {len(told)} earlier trials inform the sampler (they are not trials of this search)")
+        print(
+            f"[{sweep.name}] {len(told)} earlier trials inform the sampler (they are not trials of this search)"
+        )
     print(
-        f"[{name}] searching {settings.search.trials} trials, {settings.search.concurrent} at a time, {cpus} "
-        f"CPU(s) and {settings.search.memory_budget} each, trials in {experiment}",
+        f"[{sweep.name}] searching {settings.search.trials} trials, {settings.search.concurrent} at a time, "
+        f"{sweep.cpus} CPU(s) and {settings.search.memory_budget} each, trials in {sweep.experiment}",
         flush=True,
     )
     gate = options.budget.gate(settings, options.default) if options.budget else None
     return run_search(
         settings,
-        _trainable(settings, inputs, data.num_classes, cpus),
-        experiment,
-        name,
-        on_trial=lambda record: study.add_trial(run, name, record, settings.space),
+        _trainable(settings, inputs, sweep.data.num_classes, sweep.cpus),
+        sweep.experiment,
+        sweep.name,
+        on_trial=lambda record: study.add_trial(sweep.run, sweep.name, record, settings.space),
         told=told,
         gate=gate,
         signals=options.signals,
@@ -180,11 +199,11 @@ def _trainable(settings: Settings, inputs, num_classes: int, cpus: int):
     return replay_trainable(settings, bank, pause_s=settings.search.replay_epoch_s)
 
 
-def _record(run: RunDir, folder: ModelDir, settings, records: list[TrialRecord], experiment: str) -> None:
+def _record(sweep: Sweep, records: list[TrialRecord]) -> None:
     if records:
-        folder.write_trials(records)
-    study.write_study(run, settings.model_name, records, settings.space)
-    tidy(experiment, {trial_folder(r.path) for r in records})
+        sweep.folder.write_trials(records)
+    study.write_study(sweep.run, sweep.name, records, sweep.settings.space)
+    tidy(sweep.experiment, {trial_folder(r.path) for r in records})
 
 
 def _pick(name: str, records: list[TrialRecord]) -> TrialRecord:
@@ -208,27 +227,30 @@ def _pick(name: str, records: list[TrialRecord]) -> TrialRecord:
     return best
 
 
-def _retrain(
-    settings: Settings, records, best: TrialRecord, data: PreparedData, folder: ModelDir, cpus: int, options
-):
+def _retrain(sweep: Sweep, records: list[TrialRecord], best: TrialRecord):
     """(the tuned configuration's retrain summary, the default's or None, the data report): the tuned one
     saved as the bundle, every seed's predictions kept."""
-    name, seeds = settings.model_name, _seeds(settings)
-    tuned_settings = apply_params(settings, best.params)
-    inputs, info = model_inputs(tuned_settings, data, ("train", "val", "test"), options.cache_dir)
+    name, data, folder = sweep.name, sweep.data, sweep.folder
+    tuned_settings = apply_params(sweep.settings, best.params)
+    inputs, info = model_inputs(tuned_settings, data, ("train", "val", "test"), sweep.options.cache_dir)
     report = data.report | input_report(info)
     for line in input_lines(info):
         print(f"[{name}] {line}", flush=True)
-    print(f"[{name}] retraining the best configuration on seeds {seeds}", flush=True)
+    print(f"[{name}] retraining the best configuration on seeds {sweep.seeds}", flush=True)
     tuned, kept = retrain(
-        tuned_settings, inputs, info, data.num_classes, seeds, cpus, data.test.clean_texts, folder.bundle
+        tuned_settings,
+        inputs,
+        info,
+        data.num_classes,
+        sweep.seeds,
+        sweep.cpus,
+        data.test.clean_texts,
+        folder.bundle,
     )
     save_bundle(folder.bundle, tuned_settings, data, info, tuned)
     for split, predictions in kept.items():
         folder.write_predictions("tuned", split, predictions)
-    default = None
-    if options.default:
-        default = _retrain_default(settings, records, best, tuned, kept, data, folder, cpus, options)
+    default = _retrain_default(sweep, records, best, tuned, kept) if sweep.options.default else None
     # Every section that shapes a trial, the data's included (a searched data.max_len): a rerun with
     # --config best_config.yaml trains the pick, not the pick at the default length.
     shaping = {k: v for k, v in tuned_settings.as_dict().items() if k in ("data", "model", "train")}
@@ -238,11 +260,11 @@ def _retrain(
 
 
 def _retrain_default(
-    settings, records, best, tuned, kept, data, folder: ModelDir, cpus: int, options
+    sweep: Sweep, records, best: TrialRecord, tuned: Retrain, kept: dict
 ) -> Retrain | Skipped:
     """The model's default configuration (the sweep's first trial) on the same seeds and test texts; when it
     cannot be (it failed in the search, or in its retrain), why not."""
-    name = settings.model_name
+    name, settings, data = sweep.name, sweep.settings, sweep.data
     defaults = {k: settings.get(k) for k in settings.space}
     if best.params == defaults:
         print(f"[{name}] the best configuration is the default one: its retrain serves both", flush=True)
@@ -252,16 +274,16 @@ def _retrain_default(
         if failed is not None:
             return Skipped(f"the default configuration failed in the search: {failed.reason}")
         print(f"[{name}] retraining the default configuration, to say what the search bought", flush=True)
-        inputs, info = model_inputs(settings, data, ("train", "val", "test"), options.cache_dir)
+        inputs, info = model_inputs(settings, data, ("train", "val", "test"), sweep.options.cache_dir)
         try:
             result, predictions = retrain(
-                settings, inputs, info, data.num_classes, _seeds(settings), cpus, data.test.clean_texts
+                settings, inputs, info, data.num_classes, sweep.seeds, sweep.cpus, data.test.clean_texts
             )
         except UserError as err:
             print(f"[{name}] the default configuration could not be retrained: {err}", flush=True)
             return Skipped(str(err))
     for split, p in predictions.items():
-        folder.write_predictions("default", split, p)
+        sweep.folder.write_predictions("default", split, p)
     return result
 
 
