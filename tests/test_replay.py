@@ -63,7 +63,7 @@ def test_the_simulated_clock_adds_recorded_epoch_costs_and_a_budget_holds(bank, 
     full = replay_sweep(bank, {"search.trials": 10, "search.scheduler": "fifo"}, checkpoints=False)
     # each made-up epoch costs 1 simulated second, and a FIFO trial runs every epoch
     assert full.clock.now == pytest.approx(10 * bank.max_epochs)
-    assert [e["at"] for e in full.clock.ended] == pytest.approx([bank.max_epochs * i for i in range(1, 11)])
+    assert [e.at for e in full.clock.ended] == pytest.approx([bank.max_epochs * i for i in range(1, 11)])
     budget = 4.5 * bank.max_epochs  # simulated seconds, whatever the wall clock says
     cut = replay_sweep(bank, {"search.trials": 10, "search.scheduler": "fifo"}, budget, checkpoints=False)
     assert cut.ended_by_budget
@@ -120,10 +120,10 @@ def test_replayed_curve_stops_where_the_training_loop_would():
     losses = [0.7, 0.6, 0.65, 0.66, 0.67, 0.5]  # no improvement for 3 epochs after epoch 2
     run = Run(0, 42, {}, 0.5, [[v, 1 - v, v, 2.0, 2.0] for v in losses])
     epochs = replay_curve(run, patience=3, max_epochs=6)
-    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4, 5]
-    assert epochs[-1]["finished"] and epochs[-1]["best_epoch"] == 2
-    assert epochs[0]["cost_s"] == 2.5 and epochs[1]["cost_s"] == 2.0  # set-up counts in the first epoch
-    assert [e["epoch"] for e in replay_curve(run, patience=10, max_epochs=4)] == [1, 2, 3, 4]
+    assert [e.epoch for e in epochs] == [1, 2, 3, 4, 5]
+    assert epochs[-1].finished and epochs[-1].best_epoch == 2
+    assert epochs[0].cost_s == 2.5 and epochs[1].cost_s == 2.0  # set-up counts in the first epoch
+    assert [e.epoch for e in replay_curve(run, patience=10, max_epochs=4)] == [1, 2, 3, 4]
 
 
 def test_recording_continues_and_survives_a_cut_append(tmp_path):

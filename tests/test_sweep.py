@@ -35,7 +35,7 @@ from search.analysis.importance import MIN_TRIALS
 from search.core.served import combine, seed_mean
 from search.predict import main as predict
 from search.store.layout import STORAGE_MARKER, RunDir
-from search.store.records import SWEEP_FORMAT, SearchEnd
+from search.store.records import SWEEP_FORMAT, EpochReport, SearchEnd
 from search.sweep.bundle import save_ensemble
 from search.sweep.results import read_history
 from search.tune import main as tune
@@ -47,6 +47,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_what_a_trial_reports_is_the_written_contract(finished_sweep):
+    """Every key a trained trial reports to Ray Tune, Ray's own aside, is a field of EpochReport (what the
+    driver reads back), none lost through it, and the ones the records are made of are filled."""
+    from ray.tune.result import AUTO_RESULT_KEYS, DONE, SHOULD_CHECKPOINT, TRIAL_ID
+
+    rays = {*AUTO_RESULT_KEYS, DONE, SHOULD_CHECKPOINT, TRIAL_ID}
+    rows = [row for trial in results(finished_sweep.runs / "imdb" / "lstm").values() for row in trial]
+    assert len(rows) >= 5
+    for row in rows:
+        report = EpochReport.from_dict(row)
+        assert set(row) - rays == set(report.to_dict()), set(row) - rays ^ set(report.to_dict())
+        assert report.trial_id == row[TRIAL_ID] and report.training_iteration == report.epoch >= 1
+        filled = (report.val_loss, report.best_val_loss, report.seconds, report.peak_rss_mb, report.params)
+        assert None not in filled and report.node and report.best_epoch >= 1
 
 
 def test_a_sweep_records_its_trials_and_tells_optuna_what_asha_stopped(finished_sweep):

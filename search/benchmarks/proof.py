@@ -29,7 +29,7 @@ HELD_OUT = 0.2
 def quality(bank: Bank, run) -> float:
     """The best validation accuracy a real trial of this run would report."""
     curve = replay_curve(run, int(bank.meta["patience"]), bank.max_epochs)
-    return float(curve[-1]["best_val_acc"]) if curve else 0.0
+    return float(curve[-1].best_val_acc) if curve else 0.0
 
 
 def config_quality(bank: Bank) -> dict[int, float]:

@@ -43,9 +43,9 @@ class Replayed:
         """(simulated seconds, best validation accuracy so far) at each trial's end."""
         out, best = [], 0.0
         for end in self.clock.ended:
-            if end["best_val_acc"] is not None:
-                best = max(best, end["best_val_acc"])
-            out.append((end["at"], best))
+            if end.best_val_acc is not None:
+                best = max(best, end.best_val_acc)
+            out.append((end.at, best))
         return out
 
     def describe(self) -> str:
@@ -103,6 +103,6 @@ def replay_sweep(
         outcome = run_search(
             settings, run, where, "replay", on_trial, gate=gate, callbacks=[clock.callback()], show=False
         )
-    order = {end["trial_id"]: i for i, end in enumerate(clock.ended)}
+    order = {end.trial_id: i for i, end in enumerate(clock.ended)}
     records = sorted(outcome.records, key=lambda r: order.get(r.trial_id, len(order)))
     return Replayed(settings, records, clock, outcome.ended_by_budget)

@@ -88,6 +88,56 @@ HISTORY_KEYS = (*(f.name for f in dataclasses.fields(Epoch)), "peak_rss_mb")  # 
 
 
 @dataclass
+class EpochReport:
+    """What a trial reports to Ray Tune after each epoch, trained (search/sweep/trial.py) or replayed from a
+    curve bank (search/sweep/replay.py), and what the driver reads back from Ray's results (results.py,
+    progress.py, searcher.py): the unwritten contract between them, written down. A trained trial fills the
+    engine's fields and its cost; a replayed one the bank's. Ray Tune adds RAY_KEYS to every report."""
+
+    epoch: int = 0
+    val_loss: float | None = None
+    val_acc: float | None = None
+    train_loss: float | None = None
+    best_val_loss: float | None = None  # the best so far: what the sampler minimises and ASHA compares
+    best_val_acc: float | None = None  # at the best epoch
+    best_epoch: int = 0
+    finished: bool = False  # its last epoch (max_epochs, or the loop's early stopping): not stopped by ASHA
+    train_acc: float | None = None
+    lr: float | None = None
+    grad_norm: float | None = None
+    seconds: float | None = None  # the epoch's wall seconds, trained
+    overfitting: bool = False
+    collapse: bool = False
+    peak_rss_mb: float | None = None
+    params: int | None = None  # the model's parameter count
+    trainable_params: int | None = None
+    node: str = ""  # the Ray node it ran on
+    cost_s: float | None = None  # replayed: the recorded CPU seconds of the epoch (the first's with set-up)
+    wall_s: float | None = None  # replayed: the recorded wall seconds
+    bank_config: dict | None = None  # replayed: the recorded configuration whose curve this is
+    bank_seed: int | None = None
+    # Ray Tune's own, on every result it hands back
+    trial_id: str = ""
+    training_iteration: int = 0  # the epochs reported so far
+    time_total_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        """What tune.report is given: every field that is set, none of Ray's."""
+        out = asdict(self)
+        return {k: v for k, v in out.items() if k not in RAY_KEYS and v is not None}
+
+    @classmethod
+    def from_dict(cls, result: dict) -> "EpochReport":
+        """From a result Ray hands back (its other keys, date, hostname, pid..., left out). A trial that
+        failed before its first epoch reported nothing: its fields read as not reached."""
+        return cls(**{k: v for k, v in (result or {}).items() if k in _REPORT_FIELDS})
+
+
+RAY_KEYS = ("trial_id", "training_iteration", "time_total_s")
+_REPORT_FIELDS = {f.name for f in dataclasses.fields(EpochReport)}
+
+
+@dataclass
 class SeedRun:
     """One seed of a retrain: its test scores, how it trained, what it costs (summary.json's
     retrain.seeds[i])."""

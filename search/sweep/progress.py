@@ -5,8 +5,8 @@ import time
 
 from ray import tune
 
+from search.store.records import EpochReport
 from search.sweep.results import make_record
-from search.sweep.searcher import SEARCH_METRIC
 
 
 class Progress(tune.Callback):
@@ -26,23 +26,23 @@ class Progress(tune.Callback):
 
     def _show(self, trials, trial) -> None:
         self.done_here += 1
-        self.trial_seconds.append(float((trial.last_result or {}).get("time_total_s", 0.0)))
+        last = EpochReport.from_dict(trial.last_result)
+        self.trial_seconds.append(float(last.time_total_s))
         # Ray calls this before it updates the trial's status: count the trial in by hand.
         finished = [t for t in trials if t.status in ("TERMINATED", "ERROR") or t is trial]
-        losses = [t.last_result.get(SEARCH_METRIC) for t in finished if t.status != "ERROR" and t.last_result]
+        losses = [EpochReport.from_dict(t.last_result).best_val_loss for t in finished if t.status != "ERROR"]
         losses = [x for x in losses if x is not None]
-        last = trial.last_result or {}
-        state = "failed" if trial.status == "ERROR" else ("done" if last.get("finished") else "stopped early")
+        state = "failed" if trial.status == "ERROR" else ("done" if last.finished else "stopped early")
         per_trial = (time.time() - self.start) / self.done_here
         eta = per_trial * max(0, self.total - len(finished))
         best = f"{min(losses):.4f}" if losses else "-"
-        acc = last.get("best_val_acc")
+        acc = last.best_val_acc
         running = sum(t.status == "RUNNING" and t is not trial for t in trials)
         if not self.show:
             return
         print(
             f"[{self.label}] trial {len(finished)}/{self.total} {state} after "
-            f"{last.get('training_iteration', 0)} epochs"
+            f"{last.training_iteration} epochs"
             + (f", val acc {acc:.3f}" if acc is not None else "")
             + f" | best val loss {best} | {per_trial:.1f}s/trial"
             + (f" ({running} running)" if self.concurrent > 1 else "")
@@ -70,8 +70,7 @@ class LiveStudy(tune.Callback):
 
     def _add(self, trial, failed: str | None) -> None:
         history = self.epochs.pop(trial.trial_id, [])
-        metrics = trial.last_result or {}
         try:
-            self.add(make_record(metrics, dict(trial.config), history, str(trial.path), failed))
+            self.add(make_record(trial.last_result, dict(trial.config), history, str(trial.path), failed))
         except Exception as err:  # a dashboard's view must never stop the search
             print(f"could not add trial {trial.trial_id} to the live study: {err}", flush=True)

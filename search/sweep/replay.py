@@ -16,6 +16,7 @@ how it was recorded), then one `{"config", "seed", "params", "setup_s", "epochs"
 Appending a member per run keeps it resumable: a stopped recording loses at most the run in progress.
 """
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from configs.errors import UserError
+from search.store.records import EpochReport
 
 # One epoch's record: what the training loop saw, and what it cost.
 EPOCH_FIELDS = ("val_loss", "val_acc", "train_loss", "cpu_s", "wall_s")
@@ -185,7 +187,7 @@ def seed_draw(params: dict, search_seed: int) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 
-def replay_curve(run: Run, patience: int, max_epochs: int) -> list[dict]:
+def replay_curve(run: Run, patience: int, max_epochs: int) -> list[EpochReport]:
     """The epochs a real trial of this run would report: the training loop's early stopping on the
     validation loss applied to the recorded curve, cut at max_epochs."""
     out, best, best_epoch, bad = [], math.inf, 0, 0
@@ -199,18 +201,18 @@ def replay_curve(run: Run, patience: int, max_epochs: int) -> list[dict]:
         stop = bad >= patience
         last = stop or index == min(max_epochs, len(run.epochs)) and not run.diverged
         out.append(
-            {
-                "epoch": index,
-                "val_loss": val_loss,
-                "val_acc": val_acc,
-                "train_loss": train_loss,
-                "best_val_loss": best,
-                "best_val_acc": best_acc,
-                "best_epoch": best_epoch,
-                "cost_s": cpu_s + (run.setup_s if index == 1 else 0.0),
-                "wall_s": wall_s,
-                "finished": last,
-            }
+            EpochReport(
+                epoch=index,
+                val_loss=val_loss,
+                val_acc=val_acc,
+                train_loss=train_loss,
+                best_val_loss=best,
+                best_val_acc=best_acc,
+                best_epoch=best_epoch,
+                cost_s=cpu_s + (run.setup_s if index == 1 else 0.0),
+                wall_s=wall_s,
+                finished=last,
+            )
         )
         if stop:
             break
@@ -244,14 +246,14 @@ def replay_trial(
     if checkpoint is not None:
         with checkpoint.as_directory() as path:
             start = json.loads((Path(path) / "replay.json").read_text())["epoch"]
-    for metrics in epochs[start:]:
+    for report in epochs[start:]:
         time.sleep(pause_s)
-        metrics = metrics | {"bank_config": run.config, "bank_seed": run.seed}
+        metrics = dataclasses.replace(report, bank_config=run.config, bank_seed=run.seed).to_dict()
         if not checkpoints:
             tune.report(metrics)
             continue
         with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "replay.json").write_text(json.dumps({"epoch": metrics["epoch"]}))
+            (Path(tmp) / "replay.json").write_text(json.dumps({"epoch": report.epoch}))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
     if run.diverged and len(epochs) == len(run.epochs) and len(run.epochs) < max_epochs:
         from search.engine.loop import TrainingDiverged  # here: torch costs a replay worker a second
@@ -294,6 +296,17 @@ def replay_trainable(settings, bank: Bank, pause_s: float = 0.0, checkpoints: bo
     )
 
 
+@dataclass
+class TrialEnd:
+    """A replayed trial's end on the simulated clock, with its best so far."""
+
+    trial_id: str
+    at: float  # simulated seconds since the sweep began
+    best_val_acc: float | None
+    best_val_loss: float | None
+    epochs: int
+
+
 class SimClock:
     """A replayed sweep's clock: the recorded CPU seconds of every epoch reported so far (trials run one at a
     time, so the running sum is the time the sweep would have taken). Each trial's end is kept with its best
@@ -303,8 +316,8 @@ class SimClock:
     def __init__(self, budget_s: float | None = None):
         self.budget_s = budget_s
         self.now = 0.0
-        self.ended: list[dict] = []  # {"trial_id", "at", "best_val_acc", "best_val_loss", "epochs"}
-        self._last: dict[str, dict] = {}
+        self.ended: list[TrialEnd] = []
+        self._last: dict[str, EpochReport] = {}
 
     def callback(self):
         from ray import tune
@@ -313,8 +326,9 @@ class SimClock:
 
         class Tick(tune.Callback):
             def on_trial_result(self, iteration, trials, trial, result, **info):
-                clock.now += float(result.get("cost_s", 0.0))
-                clock._last[trial.trial_id] = result
+                report = EpochReport.from_dict(result)
+                clock.now += report.cost_s or 0.0
+                clock._last[trial.trial_id] = report
 
             def on_trial_complete(self, iteration, trials, trial, **info):
                 clock.end(trial.trial_id)
@@ -325,16 +339,8 @@ class SimClock:
         return Tick()
 
     def end(self, trial_id: str) -> None:
-        last = self._last.pop(trial_id, {})
-        self.ended.append(
-            {
-                "trial_id": trial_id,
-                "at": self.now,
-                "best_val_acc": last.get("best_val_acc"),
-                "best_val_loss": last.get("best_val_loss"),
-                "epochs": last.get("epoch", 0),
-            }
-        )
+        last = self._last.pop(trial_id, EpochReport())
+        self.ended.append(TrialEnd(trial_id, self.now, last.best_val_acc, last.best_val_loss, last.epoch))
 
     def gate(self, progress=None) -> bool:
         if self.budget_s is None or not self.ended:

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from search.store.layout import KILL_NOTE, RESULT
-from search.store.records import TrialCounts, TrialRecord, TrialState
+from search.store.records import EpochReport, TrialCounts, TrialRecord, TrialState
 from search.sweep.storage import filesystem, join
 
 
@@ -12,14 +12,13 @@ def from_result(result, experiment: str) -> TrialRecord:
     """A record from one of Ray Tune's Result objects (a ResultGrid's item). Its epochs are read from the
     trial's folder under `experiment`: after a sweep was moved (copied to another disk, say), Ray's own view
     of a resumed experiment can still point at the old place."""
-    metrics = result.metrics or {}
-    trial_id = metrics.get("trial_id") or Path(str(result.path)).name
+    trial_id = EpochReport.from_dict(result.metrics).trial_id or Path(str(result.path)).name
     path = join(experiment, trial_id)
     history = read_history(path)
     if not history and result.metrics_dataframe is not None:
         history = result.metrics_dataframe.to_dict("records")
     reason = failure_reason(path, result.error) if result.error is not None else None
-    return make_record(metrics, dict(result.config or {}), history, path, reason)
+    return make_record(result.metrics, dict(result.config or {}), history, path, reason)
 
 
 def read_history(trial_dir: str) -> list[dict]:
@@ -36,35 +35,40 @@ def read_history(trial_dir: str) -> list[dict]:
         return []
     kept = []
     for row in (json.loads(line) for line in lines if line.strip()):
-        while kept and kept[-1].get("training_iteration", 0) >= row.get("training_iteration", 0):
+        epoch = EpochReport.from_dict(row).training_iteration
+        while kept and EpochReport.from_dict(kept[-1]).training_iteration >= epoch:
             kept.pop()  # logged before the trial went back to an older checkpoint
         kept.append(row)
     return kept
 
 
-def make_record(metrics: dict, params: dict, history: list, path: str, failed: str | None) -> TrialRecord:
-    """A trial's record from its last metrics and every epoch's; failed: the reason, when it failed."""
+def make_record(
+    metrics: dict | None, params: dict, history: list, path: str, failed: str | None
+) -> TrialRecord:
+    """A trial's record from its last result and every epoch's (as Ray hands them back: see
+    search.store.records.EpochReport); failed: the reason, when it failed."""
+    last = EpochReport.from_dict(metrics)
     base = dict(
-        trial_id=metrics.get("trial_id") or Path(path).name,
+        trial_id=last.trial_id or Path(path).name,
         params=params,
         history=history,
-        seconds=float(metrics.get("time_total_s", 0.0)),
-        epochs=int(metrics.get("training_iteration", 0)),
-        node=metrics.get("node", ""),
+        seconds=float(last.time_total_s),
+        epochs=int(last.training_iteration),
+        node=last.node,
         path=path,
-        peak_rss_mb=metrics.get("peak_rss_mb"),
+        peak_rss_mb=last.peak_rss_mb,
     )
     if failed is not None:
         return TrialRecord(state=TrialState.FAILED, reason=failed, **base)
-    epoch_s = [h["seconds"] for h in history if h.get("seconds") is not None]
+    epoch_s = [e.seconds for e in map(EpochReport.from_dict, history) if e.seconds is not None]
     return TrialRecord(
-        state=TrialState.COMPLETED if metrics.get("finished") else TrialState.STOPPED_EARLY,
+        state=TrialState.COMPLETED if last.finished else TrialState.STOPPED_EARLY,
         reason="",
-        best_epoch=int(metrics.get("best_epoch", 0)),
-        best_val_loss=metrics.get("best_val_loss"),
-        best_val_acc=metrics.get("best_val_acc"),
-        overfitting=bool(metrics.get("overfitting")),
-        collapse=bool(metrics.get("collapse")),
+        best_epoch=int(last.best_epoch),
+        best_val_loss=last.best_val_loss,
+        best_val_acc=last.best_val_acc,
+        overfitting=bool(last.overfitting),
+        collapse=bool(last.collapse),
         mean_epoch_s=sum(epoch_s) / len(epoch_s) if epoch_s else None,
         **base,
     )

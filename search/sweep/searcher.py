@@ -18,8 +18,10 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search.core.settings import Settings
 from search.core.space import seed_point
+from search.store.records import EpochReport
 
-SEARCH_METRIC = "best_val_loss"  # what the sampler minimises: the trial's best validation loss so far
+# What the sampler minimises and ASHA compares: the trial's best validation loss so far (EpochReport's)
+SEARCH_METRIC = "best_val_loss"
 ASHA_METRIC = "val_loss"  # what ASHA compares at each rung
 TOLD = "told"  # user attribute of a trial told to the sampler, never run here
 
@@ -67,7 +69,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
         ot_trial = self._ot_trials[trial_id]
         if error:
             self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.FAIL)
-        elif result is not None and not result.get("finished", False):
+        elif result is not None and not EpochReport.from_dict(result).finished:
             self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.PRUNED)
         else:
             return super().on_trial_complete(trial_id, result, error)

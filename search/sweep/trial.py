@@ -19,6 +19,7 @@ from search.core.settings import Settings, apply_params
 from search.engine import fit, seed_everything
 from search.engine.memory import MemoryWatch, release_memory
 from search.store.layout import CHECKPOINT_STATE, KILL_NOTE
+from search.store.records import EpochReport
 from search.sweep.inputs import TrialInputs
 
 
@@ -49,16 +50,17 @@ def run_trial(
             watch.check()
             state = snapshot()
             best = state["history"][state["best_epoch"] - 1]
-            metrics = dataclasses.asdict(stats) | {
-                "best_val_loss": state["best_val_loss"],
-                "best_val_acc": best["val_acc"],
-                "best_epoch": state["best_epoch"],
-                "peak_rss_mb": watch.peak_mb,
-                "params": params,
-                "trainable_params": trainable,
-                "finished": last,
-                "node": ray.get_runtime_context().get_node_id(),
-            }
+            metrics = EpochReport(
+                **dataclasses.asdict(stats),
+                best_val_loss=state["best_val_loss"],
+                best_val_acc=best["val_acc"],
+                best_epoch=state["best_epoch"],
+                peak_rss_mb=watch.peak_mb,
+                params=params,
+                trainable_params=trainable,
+                finished=last,
+                node=ray.get_runtime_context().get_node_id(),
+            ).to_dict()
             state.update(finished=last, metrics=metrics)
             with tempfile.TemporaryDirectory() as tmp:
                 torch.save(state, Path(tmp) / CHECKPOINT_STATE)
