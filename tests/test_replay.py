@@ -18,7 +18,7 @@ TINY = TASKS["tiny-lstm"]
 @pytest.fixture(scope="module")
 def ray_local():
     """One local Ray instance in the test process for this module's replays, stopped when the module ends:
-    a driver whose Ray is stopped from outside (test_sweep's `ray stop --force`) dies with it, so none may
+    a driver whose Ray is stopped from outside (a `ray stop --force`) dies with it, so none may
     outlive the module that started it."""
     import ray
 
