@@ -129,7 +129,7 @@ def test_a_killed_writers_temporaries_go_and_a_growing_sweep_forgets_its_old_sum
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "_sweep", interrupted)
+    monkeypatch.setattr(pipeline, "_open", interrupted)
     with pytest.raises(KeyboardInterrupt):
         sweep_model(load_settings("lstm", {"search.trials": 5}), run, SweepOptions(), data=None)
     assert not kept.exists()  # asked for 5 of a finished 3: the old result is gone before the search

@@ -164,9 +164,7 @@ def _search(sweep: Sweep, told: list) -> SearchOutcome:
     inputs = sweep_inputs(settings, sweep.data, options.cache_dir)
     told = told + told_points(settings, options.warm_start)
     if told:
-        print(
-            f"[{sweep.name}] {len(told)} earlier trials inform the sampler (they are not trials of this search)"
-        )
+        print(f"[{sweep.name}] {len(told)} earlier trials inform the sampler (not trials of this search)")
     print(
         f"[{sweep.name}] searching {settings.search.trials} trials, {settings.search.concurrent} at a time, "
         f"{sweep.cpus} CPU(s) and {settings.search.memory_budget} each, trials in {sweep.experiment}",
