@@ -106,6 +106,11 @@ class BundleDir:
     def weights(self, seed: int) -> Path:
         return self.root / self.weights_name(seed)
 
+    @property
+    def run_root(self) -> Path:
+        """The run directory it belongs to: a bundle is <run>/<model or ensemble or baseline>/model/."""
+        return self.root.parent.parent
+
     def read_meta(self) -> dict | None:
         if not self.meta_path.is_file():
             return None

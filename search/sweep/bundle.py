@@ -265,7 +265,7 @@ def load_bundle(bundle: BundleDir) -> Bundle | EnsembleBundle | BaselineBundle:
     if meta.get("kind") == "baseline":
         return _load_baseline(bundle, meta)
     if meta.get("kind") == "ensemble":
-        run = RunDir(bundle.root.parent.parent)
+        run = RunDir(bundle.run_root)
         return EnsembleBundle(bundle, meta, {m: load_bundle(run.model(m).bundle) for m in meta["members"]})
     return _load_model(bundle, meta)
 
