@@ -699,8 +699,8 @@ def live_trials(sweep: Path, model: str) -> list:
         return load_study(sweep, model).trials
     except KeyError:  # no study of that name yet
         return []
-    except sqlalchemy.exc.IntegrityError:  # the driver was writing the new file's schema at the same moment
-        return []
+    except sqlalchemy.exc.SQLAlchemyError:  # the driver was writing the new file's schema at the same moment
+        return []  # (seen: IntegrityError, and OperationalError "table trial_heartbeats already exists")
 
 
 def test_two_nodes_run_trials_in_parallel_with_shared_storage_and_resume(tmp_path, monkeypatch):
