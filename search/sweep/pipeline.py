@@ -131,6 +131,7 @@ def _open(settings: Settings, run: RunDir, options: SweepOptions, data: Prepared
     started, the trial storage opened, the folder begun (or begun again with --fresh)."""
     name = settings.model_name
     folder = run.model(name)
+    data = data_for(settings, data)
     connect(options.address)
     options.signals.reclaim()
     cpus = options.cpus or node_cpus()
@@ -141,7 +142,7 @@ def _open(settings: Settings, run: RunDir, options: SweepOptions, data: Prepared
         earlier = set_aside(run, folder, experiment)
         told = points_from(settings, earlier, "--extend-space")
     begin(run, settings, options.fresh, experiment)
-    return Sweep(settings, run, folder, data_for(settings, data), experiment, cpus, options), told
+    return Sweep(settings, run, folder, data, experiment, cpus, options), told
 
 
 def _say_finished(name: str, asked: int, done: Summary) -> None:
