@@ -111,17 +111,28 @@ def ended_results(folder: Path, trial_ids: set[str] | None = None) -> dict[str, 
 def stop_cluster(temp_dir: Path) -> None:
     """`ray stop --force` for one cluster only: SIGKILL every process whose command line names the cluster's
     temp directory (started with RAY_TMPDIR set to it), and their children (Ray's agents retitle themselves).
-    `ray stop` kills every Ray process of the machine, the Ray of a test on the other pytest worker too."""
-    rows = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
-    procs = [line.split(None, 2) for line in rows.splitlines() if len(line.split(None, 2)) == 3]
-    doomed = {int(pid) for pid, _, args in procs if str(temp_dir) in args}
+    `ray stop` kills every Ray process of the machine, the Ray of a test on the other pytest worker too.
+    `-ww`: without it ps cuts command lines to a width (under pytest, before the temp directory's name: the
+    cluster outlived every test run until the checks below were added)."""
+    procs = _processes()
+    doomed = {int(pid) for pid, _, args in procs if str(temp_dir) in args} - {os.getpid()}
     while True:
         children = {int(pid) for pid, ppid, _ in procs if int(ppid) in doomed} - doomed
         if not children:
             break
         doomed |= children
-    for pid in doomed - {os.getpid()}:
+    for pid in doomed:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    time.sleep(0.5)
+    left = [args[:200] for pid, _, args in _processes() if str(temp_dir) in args and int(pid) != os.getpid()]
+    assert doomed, f"no process's command line names {temp_dir}: its cluster was not found"
+    assert not left, f"the cluster in {temp_dir} outlived its stop: {left}"
+
+
+def _processes() -> list[list[str]]:
+    """[pid, ppid, command line] of every process, the command lines whole."""
+    rows = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
+    return [line.split(None, 2) for line in rows.splitlines() if len(line.split(None, 2)) == 3]
