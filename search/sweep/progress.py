@@ -7,6 +7,7 @@ from ray import tune
 
 from search.store.records import EpochReport
 from search.sweep.results import make_record
+from search.sweep.searcher import SEARCH_METRIC
 
 
 class Progress(tune.Callback):
@@ -30,7 +31,8 @@ class Progress(tune.Callback):
         self.trial_seconds.append(float(last.time_total_s))
         # Ray calls this before it updates the trial's status: count the trial in by hand.
         finished = [t for t in trials if t.status in ("TERMINATED", "ERROR") or t is trial]
-        losses = [EpochReport.from_dict(t.last_result).best_val_loss for t in finished if t.status != "ERROR"]
+        reports = [EpochReport.from_dict(t.last_result) for t in finished if t.status != "ERROR"]
+        losses = [getattr(r, SEARCH_METRIC) for r in reports]
         losses = [x for x in losses if x is not None]
         state = "failed" if trial.status == "ERROR" else ("done" if last.finished else "stopped early")
         per_trial = (time.time() - self.start) / self.done_here

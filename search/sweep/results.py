@@ -33,12 +33,14 @@ def read_history(trial_dir: str) -> list[dict]:
             lines = src.read().decode("utf-8").splitlines()
     except (OSError, FileNotFoundError):
         return []
-    kept = []
+    kept, epochs = [], []
     for row in (json.loads(line) for line in lines if line.strip()):
         epoch = EpochReport.from_dict(row).training_iteration
-        while kept and EpochReport.from_dict(kept[-1]).training_iteration >= epoch:
+        while epochs and epochs[-1] >= epoch:
             kept.pop()  # logged before the trial went back to an older checkpoint
+            epochs.pop()
         kept.append(row)
+        epochs.append(epoch)
     return kept
 
 
