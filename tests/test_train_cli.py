@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -283,3 +284,15 @@ def test_unknown_model_exits_2_through_the_real_entry_point():
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         "error: data file not found: /no/such.csv; pass an existing .csv, .jsonl or .parquet file"
     ]
+
+
+def test_a_thread_count_that_is_not_a_number_is_one_line():
+    """threads=0 reads OMP_NUM_THREADS; a value that is no thread count ends in one line of ours (libgomp
+    has warned once before it, as torch loads)."""
+    cmd = [sys.executable, "-m", "search.train", "--model", "rnn", "--train-size", "100", "--val-size", "50"]
+    cmd += ["--test-size", "50", "--epochs", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "abc"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: OMP_NUM_THREADS='abc' is not a number of threads; set a whole number such as 2, or unset it"
+    )

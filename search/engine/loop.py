@@ -91,10 +91,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def omp_threads() -> int:
+    """OMP_NUM_THREADS's outer level (OpenMP allows "4,2" for nested levels), or 0 where it is not set."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    outer = value.split(",")[0].strip()
+    if not outer:
+        return 0
+    if not outer.isdigit() or int(outer) < 1:
+        raise UserError(
+            f"OMP_NUM_THREADS={value!r} is not a number of threads; set a whole number such as 2, or unset it"
+        )
+    return int(outer)
+
+
 def set_threads(threads: int) -> int:
     """threads, or 0: OMP_NUM_THREADS where the environment sets it (as torch itself reads it; a shared
     machine's limit), else every core this process may use."""
-    n = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or len(os.sched_getaffinity(0))
+    n = threads or omp_threads() or len(os.sched_getaffinity(0))
     torch.set_num_threads(n)
     return n
 
