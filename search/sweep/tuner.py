@@ -130,6 +130,7 @@ def run_search(
     signals = signals or Signals()
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")  # small state, saved often: a kill loses little
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0, the legacy reporter prints nothing
+    raytune.quiet_state_sync_race()
     if tune.Tuner.can_restore(experiment):
         tuner = tune.Tuner.restore(
             experiment, run, resume_unfinished=True, resume_errored=False, restart_errored=False
