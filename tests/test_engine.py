@@ -77,6 +77,43 @@ def test_resume_from_a_snapshot_continues_exactly(imdb_small):
     assert resumed.history[2].val_loss == pytest.approx(straight.history[2].val_loss, abs=1e-6)
 
 
+def test_a_trial_trained_to_its_end_is_exactly_that_seeds_retrain(imdb_small):
+    """The retrain takes the search's trial of a configuration (its last checkpoint's snapshot) instead of
+    training that seed again: the same best-epoch weights, history and predictions as the retrain's own
+    training of it, and the trial's memory peak. Early stopping here, so the last epoch is not the best."""
+    from search.core.settings import apply_params, load_settings
+    from search.sweep.inputs import model_inputs
+    from search.sweep.retrain import TrialRun, retrain
+
+    over = {"train.lr": 1e-2, "train.max_epochs": 12, "train.patience": 2, "train.lr_patience": 5}
+    settings = load_settings("lstm", over)
+    inputs, info = model_inputs(settings, imdb_small, ("train", "val", "test"), None)
+    cfg = apply_params(settings, {"train.threads": 1})  # as a trial on --cpus 1 trains it
+    last = {}
+
+    def keep(stats, snapshot, finished):
+        last.update(copy.deepcopy(snapshot()), finished=finished)
+
+    seed_everything(cfg.train.seed)
+    model = build_model("lstm", cfg.model, 2, info)
+    fit(model, inputs["train"], inputs["val"], cfg.train, on_epoch=keep, batching=entry("lstm").batching)
+    assert last["finished"] and last["best_epoch"] < len(last["history"])
+    trial = TrialRun("t1", cfg.train.seed, last, peak_rss_mb=123.0)
+    texts = imdb_small.test.clean_texts
+    reused, reused_p = retrain(settings, inputs, info, 2, [42, 43], 1, texts, trained=trial)
+    fresh, fresh_p = retrain(settings, inputs, info, 2, [42, 43], 1, texts)
+    for split in ("val", "test"):
+        np.testing.assert_array_equal(reused_p[split].probs, fresh_p[split].probs)
+    for mine, theirs in zip(reused.seeds, fresh.seeds):
+        assert [h.val_loss for h in mine.history] == [h.val_loss for h in theirs.history]
+        assert (mine.test, mine.best_epoch, mine.best_val_loss) == (
+            theirs.test,
+            theirs.best_epoch,
+            theirs.best_val_loss,
+        )
+    assert reused.seeds[0].peak_rss_mb == 123.0 and reused.seeds[1].peak_rss_mb != 123.0
+
+
 class Exploding(nn.Module):
     def __init__(self):
         super().__init__()

@@ -101,6 +101,12 @@ def test_a_sweep_records_its_trials_and_tells_optuna_what_asha_stopped(finished_
     assert len(lstm["test_per_seed"]) == 2 and 0.4 < lstm["test_mean"]["accuracy"] <= 1
     assert lstm["trials"]["total"] == 5 and lstm["best_config"] and lstm["search_wall_s"] > 0
     assert "tfidf+logreg" in finished_sweep.lstm_out and "trial 5/5" in finished_sweep.lstm_out
+    # Seed 42 of the best and of the default configuration is the search's own trial of it where that trial
+    # trained to its end (the first trial, the default, always does: ASHA has none to compare it with).
+    ended = {r["trial_id"] for r in rows if r["state"] == "completed"}
+    reused = {s.best_trial, rows[0]["trial_id"]} & ended
+    said = re.findall(r"retrain seed (\d+): .*trained by the search's trial (\w+)\)", finished_sweep.lstm_out)
+    assert rows[0]["trial_id"] in reused and sorted(said) == sorted(("42", t) for t in reused)
     check_study(run.root, "lstm", 5)
     check_study(run.root, "rnn", 3)
 

@@ -30,8 +30,9 @@ from search.sweep.interrupt import Signals
 from search.sweep.raytune import trial_folder
 from search.sweep.replay import bank_file, load_bank, replay_trainable
 from search.sweep.results import choose_best, counts
-from search.sweep.retrain import retrain
+from search.sweep.retrain import TrialRun, retrain
 from search.sweep.storage import check_storage, join, tidy
+from search.sweep.trial import finished_state
 from search.sweep.tuner import SearchOutcome, run_search, trainable
 from search.sweep.warmstart import points_from, told_points
 
@@ -87,12 +88,16 @@ def sweep_model(settings: Settings, run: RunDir, options: SweepOptions, data: Pr
         outcome = _search(sweep, told)
         search_wall = time.time() - start  # this run's; an interrupted earlier run's time is not counted
         _record(sweep, outcome.records)
-        best = _pick(name, outcome.records)
+        try:
+            best = _pick(name, outcome.records)
+            trained = _trial_runs(sweep, outcome.records, best)  # read before tidy removes checkpoints
+        finally:
+            tidy(sweep.experiment, {trial_folder(r.path) for r in outcome.records})
         if done is not None and done.best_trial == best.trial_id and done.seeds == sweep.seeds:
             print(f"[{name}] the best trial is still {best.trial_id}: its retrain is kept", flush=True)
             tuned, default, report = done.retrain, done.default, done.data_report
         else:
-            tuned, default, report = _retrain(sweep, outcome.records, best)
+            tuned, default, report = _retrain(sweep, outcome.records, best, trained)
         summary = Summary(
             model=name,
             dataset=sweep.data.name,
@@ -202,7 +207,6 @@ def _record(sweep: Sweep, records: list[TrialRecord]) -> None:
     if records:
         sweep.folder.write_trials(records)
     study.write_study(sweep.run, sweep.name, records, sweep.settings.space)
-    tidy(sweep.experiment, {trial_folder(r.path) for r in records})
 
 
 def _pick(name: str, records: list[TrialRecord]) -> TrialRecord:
@@ -226,9 +230,27 @@ def _pick(name: str, records: list[TrialRecord]) -> TrialRecord:
     return best
 
 
-def _retrain(sweep: Sweep, records: list[TrialRecord], best: TrialRecord):
+def _trial_runs(sweep: Sweep, records: list[TrialRecord], best: TrialRecord) -> dict[str, TrialRun]:
+    """{"tuned"|"default": the search's trial that trained that configuration on the retrain's first seed,
+    to its own end} where there is one: the retrain takes it instead of training that seed again."""
+    defaults = {k: sweep.settings.get(k) for k in sweep.settings.space}
+    runs = {}
+    for role, params in (("tuned", best.params), ("default", defaults)):
+        trial = next((r for r in records if r.params == params and r.state == TrialState.COMPLETED), None)
+        seed = apply_params(
+            sweep.settings, params
+        ).train.seed  # the trials' seed: train.seed, unless searched
+        if trial is None or seed not in sweep.seeds or sweep.settings.search.replay is not None:
+            continue
+        state = finished_state(trial.path)
+        if state is not None:
+            runs[role] = TrialRun(trial.trial_id, seed, state, trial.peak_rss_mb)
+    return runs
+
+
+def _retrain(sweep: Sweep, records: list[TrialRecord], best: TrialRecord, trained: dict[str, TrialRun]):
     """(the tuned configuration's retrain summary, the default's or None, the data report): the tuned one
-    saved as the bundle, every seed's predictions kept."""
+    saved as the bundle, every seed's predictions kept. trained: _trial_runs's."""
     name, data, folder = sweep.name, sweep.data, sweep.folder
     tuned_settings = apply_params(sweep.settings, best.params)
     inputs, info = model_inputs(tuned_settings, data, ("train", "val", "test"), sweep.options.cache_dir)
@@ -245,11 +267,16 @@ def _retrain(sweep: Sweep, records: list[TrialRecord], best: TrialRecord):
         sweep.cpus,
         data.test.clean_texts,
         folder.bundle,
+        trained.get("tuned"),
     )
     save_bundle(folder.bundle, tuned_settings, data, info, tuned)
     for split, predictions in kept.items():
         folder.write_predictions("tuned", split, predictions)
-    default = _retrain_default(sweep, records, best, tuned, kept) if sweep.options.default else None
+    default = (
+        _retrain_default(sweep, records, best, tuned, kept, trained.get("default"))
+        if sweep.options.default
+        else None
+    )
     # Every section that shapes a trial, the data's included (a searched data.max_len): a rerun with
     # --config best_config.yaml trains the pick, not the pick at the default length.
     shaping = {k: v for k, v in tuned_settings.as_dict().items() if k in ("data", "model", "train")}
@@ -259,7 +286,7 @@ def _retrain(sweep: Sweep, records: list[TrialRecord], best: TrialRecord):
 
 
 def _retrain_default(
-    sweep: Sweep, records, best: TrialRecord, tuned: Retrain, kept: dict
+    sweep: Sweep, records, best: TrialRecord, tuned: Retrain, kept: dict, trained: TrialRun | None
 ) -> Retrain | Skipped:
     """The model's default configuration (the sweep's first trial) on the same seeds and test texts; when it
     cannot be (it failed in the search, or in its retrain), why not."""
@@ -276,7 +303,14 @@ def _retrain_default(
         inputs, info = model_inputs(settings, data, ("train", "val", "test"), sweep.options.cache_dir)
         try:
             result, predictions = retrain(
-                settings, inputs, info, data.num_classes, sweep.seeds, sweep.cpus, data.test.clean_texts
+                settings,
+                inputs,
+                info,
+                data.num_classes,
+                sweep.seeds,
+                sweep.cpus,
+                data.test.clean_texts,
+                trained=trained,
             )
         except UserError as err:
             print(f"[{name}] the default configuration could not be retrained: {err}", flush=True)

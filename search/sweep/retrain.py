@@ -5,6 +5,7 @@ way to say what the search bought."""
 import dataclasses
 import statistics
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from safetensors.torch import save_file
@@ -13,7 +14,7 @@ from configs.errors import UserError
 from models import build_model, count_params, entry
 from models.batching import UNBATCHED
 from search.core.settings import Settings, apply_params
-from search.engine import fit, metrics, predict, seed_everything
+from search.engine import EpochStats, FitResult, fit, metrics, predict, seed_everything
 from search.engine.memory import MemoryBudgetExceeded, MemoryWatch, release_memory
 from search.store import files
 from search.store.layout import BundleDir, Predictions
@@ -42,9 +43,32 @@ def text_inference_rate(
     return inference_rate(full, tokens, batch_size=128, repeats=1, batching=model_entry.batching)
 
 
+@dataclass(frozen=True)
+class TrialRun:
+    """A search trial that trained the configuration being retrained, to its own end, on one of the retrain's
+    seeds: the same code, data, configuration and seed, so retraining that seed would repeat it exactly (its
+    weights and history are used instead). `state` is the trial's last checkpoint (search.engine.fit's
+    snapshot)."""
+
+    trial_id: str
+    seed: int
+    state: dict
+    peak_rss_mb: float | None
+
+    def model(self, cfg: Settings, num_classes: int, info: dict):
+        """(the trained model, its fit result): the model built as the trial built it, with the weights its
+        training ended with (fit's best epoch)."""
+        seed_everything(self.seed)
+        model = build_model(cfg.model_name, cfg.model, num_classes, info)
+        model.load_state_dict(self.state["best_state"], strict=False)
+        history = [EpochStats(**h) for h in self.state["history"]]
+        stopped = len(history) < cfg.train.max_epochs
+        return model, FitResult(history, self.state["best_epoch"], self.state["best_val_loss"], stopped)
+
+
 def _train_one(cfg: Settings, inputs: dict, info: dict, num_classes: int, seed: int):
-    """(model, fit result, watch) of one seed, under the sweep's memory budget (in the driver, whose RSS
-    includes the data it holds)."""
+    """(model, fit result, peak RSS in MB) of one seed, under the sweep's memory budget (in the driver, whose
+    RSS includes the data it holds)."""
     seed_everything(seed)
     release_memory()
     with MemoryWatch(cfg.search.budget_bytes, hard_limit=False) as watch:
@@ -64,7 +88,7 @@ def _train_one(cfg: Settings, inputs: dict, info: dict, num_classes: int, seed: 
                 "larger --memory-budget: the finished trials are kept and the retrain runs with it (in the "
                 "driver, which also holds the data)"
             ) from None
-    return model, result, watch
+    return model, result, watch.peak_mb
 
 
 def _probabilities(model, data: dict, cfg: Settings) -> np.ndarray:
@@ -88,15 +112,21 @@ def retrain(
     cpus: int,
     test_texts: list[str],
     bundle: BundleDir | None = None,
+    trained: TrialRun | None = None,
 ) -> tuple[Retrain, dict[str, Predictions]]:
     """config: the configuration; inputs: its train, val and test tensors; test_texts: the test texts as the
     model would receive them, to time inference from text; bundle: where each seed's weights go (none for the
-    default configuration). Returns (the retrain over seeds, {"val"|"test": each seed's class
-    probabilities})."""
+    default configuration); trained: the search's trial of this configuration on one of the seeds, which
+    that seed takes instead of training again. Returns (the retrain over seeds, {"val"|"test": each seed's
+    class probabilities})."""
     runs, probs = [], {"val": [], "test": []}
     for seed in seeds:
         cfg = apply_params(config, {"train.seed": seed, "train.threads": cpus})
-        model, result, watch = _train_one(cfg, inputs, info, num_classes, seed)
+        if trained is not None and trained.seed == seed:
+            model, result = trained.model(cfg, num_classes, info)
+            peak_mb, source = trained.peak_rss_mb, f", trained by the search's trial {trained.trial_id}"
+        else:
+            (model, result, peak_mb), source = _train_one(cfg, inputs, info, num_classes, seed), ""
         for split in probs:
             probs[split].append(_probabilities(model, inputs[split], cfg))
         labels = inputs["test"]["labels"].numpy()
@@ -124,12 +154,12 @@ def retrain(
                 collapse=last.collapse,
                 params=params,
                 trainable_params=trainable,
-                peak_rss_mb=watch.peak_mb,
+                peak_rss_mb=peak_mb,
             )
         )
         print(
             f"  retrain seed {seed}: test accuracy {test['accuracy']:.4f}, F1 {test['f1']:.4f} "
-            f"({len(result.history)} epochs)",
+            f"({len(result.history)} epochs{source})",
             flush=True,
         )
     kept = {

@@ -130,6 +130,21 @@ def tidy(experiment: str, trial_dirs: set[str]) -> None:
         )
 
 
+def last_checkpoint(trial_path: str) -> tuple[pafs.FileSystem, str] | None:
+    """(filesystem, path) of the newest epoch checkpoint Ray kept in a trial's folder; None when there is
+    none (tidied away, or never written)."""
+    fs, path = filesystem(trial_path)
+    try:
+        found = [
+            item.path
+            for item in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+            if item.type == pafs.FileType.Directory and item.base_name.startswith("checkpoint_")
+        ]
+    except OSError:
+        return None
+    return (fs, max(found)) if found else None  # checkpoint_000011: zero-padded, so the name orders them
+
+
 def remove(location: str) -> None:
     fs, path = filesystem(location)
     if fs.get_file_info(path).type == pafs.FileType.Directory:

@@ -21,6 +21,7 @@ from search.engine.memory import MemoryWatch, release_memory
 from search.store.layout import CHECKPOINT_STATE, KILL_NOTE
 from search.store.records import EpochReport
 from search.sweep.inputs import TrialInputs
+from search.sweep.storage import last_checkpoint
 
 
 def run_trial(
@@ -92,3 +93,22 @@ def _load_checkpoint() -> dict | None:
                 f"({str(err).splitlines()[0]}); "
                 "the trial is recorded as failed and the sweep goes on"
             ) from None
+
+
+def finished_state(trial_path: str) -> dict | None:
+    """The training state a trial ended with (fit's snapshot: its best weights, its history), read in the
+    driver from the trial's last checkpoint when its training ran to its own end; None otherwise (stopped by
+    ASHA or killed, a rehearsal's replayed trial, checkpoints tidied away, a checkpoint that cannot be read:
+    the retrain then trains that seed itself)."""
+    found = last_checkpoint(trial_path)
+    if found is None:
+        return None
+    fs, path = found
+    try:
+        with tune.Checkpoint(path, filesystem=fs).as_directory() as local:
+            state = torch.load(Path(local) / CHECKPOINT_STATE, weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError):
+        return None
+    if not isinstance(state, dict) or not state.get("finished") or "best_state" not in state:
+        return None
+    return state
