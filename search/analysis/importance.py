@@ -102,19 +102,20 @@ def ped_anova(trials: list, knobs: list[str]) -> dict[str, float] | None:
     return {k: float(v) for k, v in found.items()}
 
 
-def knob_importance(trials: list, knobs: list[str]) -> dict:
+def knob_importance(trials: list, knobs: list[str], refits: int = REFITS) -> dict:
     """{"scored", "needed", "knobs": {knob: {importance, importance_low, importance_high, ped_anova, effect}},
-    "dummy": {...}}; below MIN_TRIALS, every number is None and "note" says why."""
+    "dummy": {...}}; below MIN_TRIALS, every number is None and "note" says why. refits: fewer only where the
+    code path is what counts (the quick benchmark)."""
     out = {"scored": len(trials), "needed": MIN_TRIALS, "knobs": {}, "dummy": None}
     if len(trials) < MIN_TRIALS or not knobs:
         out["note"] = f"not enough trials ({len(trials)} of {MIN_TRIALS})" if knobs else "no knob varied"
         out["knobs"] = {k: _row(None, None) for k in knobs}
         return out
-    found = refit_importance(trials, knobs)
+    found = refit_importance(trials, knobs, refits=refits)
     dummy = found.pop(DUMMY)
     ped = ped_anova(trials, knobs)
     out["dummy"] = dummy
-    out["refits"] = REFITS
+    out["refits"] = refits
     if ped is None:
         out["ped_anova_note"] = f"too few trials for PED-ANOVA ({len(trials)} of {2 * PED_TOP})"
     out["knobs"] = {k: _row(v, (ped or {}).get(k)) for k, v in found.items()}

@@ -17,7 +17,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from search.analysis.importance import knob_importance
+from search.analysis.importance import REFITS, knob_importance
 from search.store.records import Retrain
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # in-memory views would each log their creation
@@ -108,14 +108,14 @@ def flags(dist, spot: tuple, top_values: list) -> dict[str, bool]:
     return {"edge": bool(edge), "broad": bool(broad)}
 
 
-def knob_rows(study: optuna.Study, chosen: dict) -> tuple[list[dict], dict]:
+def knob_rows(study: optuna.Study, chosen: dict, refits: int = REFITS) -> tuple[list[dict], dict]:
     """(one row per searched knob: importance with its interval, PED-ANOVA, effect, sweet spot, flags, chosen
     value; most important first — and the importance's own summary: scored trials, the dummy, a note)."""
     scored = scored_trials(study)
     dists = distributions(study)
     varied = [k for k in dists if len({repr(t.params.get(k)) for t in scored}) > 1]
     trials = [(t.params, t.distributions, t.user_attrs["best_val_loss"]) for t in scored]
-    found = knob_importance(trials, varied)
+    found = knob_importance(trials, varied, refits)
     spots = sweet_spot(study)
     rows = []
     for key, spot in spots.items():

@@ -67,7 +67,7 @@ def synthetic(n: int, seed: int, noise: float, signal: bool = True) -> list:
     return trials
 
 
-def judged(trials: list) -> dict[str, dict]:
+def judged(trials: list, refits: int = REFITS) -> dict[str, dict]:
     """{knob: the report's row (effect, edge, broad)} for these trials, as the report judges them."""
     from search.analysis.knobs import knob_rows
 
@@ -80,21 +80,21 @@ def judged(trials: list) -> dict[str, dict]:
             for p, d, v in trials
         ]
     )
-    rows, _ = knob_rows(study, trials[0][0])
+    rows, _ = knob_rows(study, trials[0][0], refits)
     return {r["knob"]: r for r in rows}
 
 
-def rates(sizes: tuple, repeats: int, noise: float) -> list[list]:
+def rates(sizes: tuple, repeats: int, noise: float, refits: int = REFITS) -> list[list]:
     rows = []
     others = len(SPACE) - 1
     for n in sizes:
         hits = false = flagged = null_false = null_flagged = 0
         for r in range(repeats):
-            found = judged(synthetic(n, 1000 * n + r, noise))
+            found = judged(synthetic(n, 1000 * n + r, noise), refits)
             hits += found[SIGNAL]["effect"] == "detected"
             false += sum(v["effect"] == "detected" for k, v in found.items() if k != SIGNAL)
             flagged += sum(v["edge"] or v["broad"] for k, v in found.items() if k != SIGNAL)
-            null = judged(synthetic(n, 1000 * n + r + 500, noise, signal=False))
+            null = judged(synthetic(n, 1000 * n + r + 500, noise, signal=False), refits)
             null_false += sum(v["effect"] == "detected" for v in null.values())
             null_flagged += sum(v["edge"] or v["broad"] for v in null.values())
         rows.append(
@@ -112,17 +112,18 @@ def rates(sizes: tuple, repeats: int, noise: float) -> list[list]:
 
 
 def importance_trials(ctx: Context) -> str:
-    sizes, repeats = ((20,), 1) if ctx.plan.quick else ((20, 40, 60), 10)
+    # quick: the code path (a rate from one study of each kind says nothing), so fewer refits too
+    sizes, repeats, refits = ((20,), 1, 20) if ctx.plan.quick else ((20, 40, 60), 10, REFITS)
     noise = bank_noise()
     started = time.process_time()
-    found = rates(sizes, repeats, noise)
+    found = rates(sizes, repeats, noise, refits)
     cost = (time.process_time() - started) / (2 * repeats * len(sizes))
     return table(
         "Importance: how many trials, and null studies",
         f"Synthetic studies of the LSTM's 11 knobs, {repeats} per size and kind, with the noise of real "
         f"training ({noise:.4f}: one seed's sd of a configuration's best val loss on the rt-lstm bank). "
         f"Signal studies: only {SIGNAL} sets the loss (a rise of {RISE} over its range); null studies: no "
-        f"knob does. Judged as the report judges ({REFITS} fANOVA refits with fresh dummies, detected where "
+        f"knob does. Judged as the report judges ({refits} fANOVA refits with fresh dummies, detected where "
         f"a knob beats the best dummy in {DETECT:.0%} of them; flags only for detected knobs), {cost:.0f} "
         f"CPU s a study on average. The report shows importance from {MIN_TRIALS} scored trials on.",
         [
