@@ -237,9 +237,8 @@ def _trial_runs(sweep: Sweep, records: list[TrialRecord], best: TrialRecord) -> 
     runs = {}
     for role, params in (("tuned", best.params), ("default", defaults)):
         trial = next((r for r in records if r.params == params and r.state == TrialState.COMPLETED), None)
-        seed = apply_params(
-            sweep.settings, params
-        ).train.seed  # the trials' seed: train.seed, unless searched
+        # The seed the trials trained on: train.seed, unless the space searches it.
+        seed = apply_params(sweep.settings, params).train.seed
         if trial is None or seed not in sweep.seeds or sweep.settings.search.replay is not None:
             continue
         state = finished_state(trial.path)
