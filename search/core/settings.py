@@ -86,6 +86,10 @@ class Settings:
         section, _, name = key.partition(".")
         return getattr(self.section(section), name)
 
+    def point(self) -> dict:
+        """This configuration's value of each searched knob: {"model.dropout": 0.3, ...}."""
+        return {key: self.get(key) for key in self.space}
+
     def knobs(self) -> set[str]:
         """Every dotted key the search may set."""
         fields = {f"{s}.{f.name}" for s in ("model", "train") for f in dataclasses.fields(self.section(s))}

@@ -18,7 +18,7 @@ from search.core.provenance import provenance
 from search.core.settings import Settings, apply_params
 from search.engine.memory import MemoryWatch, peak_total_mb
 from search.store import study
-from search.store.layout import ModelDir, RunDir
+from search.store.layout import BundleDir, ModelDir, RunDir
 from search.store.records import SUMMARY_FORMAT, Retrain, SearchEnd, Skipped, Summary, TrialRecord, TrialState
 from search.sweep.budget import TimeBudget
 from search.sweep.bundle import save_bundle
@@ -233,13 +233,18 @@ def _pick(name: str, records: list[TrialRecord]) -> TrialRecord:
 def _trial_runs(sweep: Sweep, records: list[TrialRecord], best: TrialRecord) -> dict[str, TrialRun]:
     """{"tuned"|"default": the search's trial that trained that configuration on the retrain's first seed,
     to its own end} where there is one: the retrain takes it instead of training that seed again."""
-    defaults = {k: sweep.settings.get(k) for k in sweep.settings.space}
+    if sweep.settings.search.replay is not None:  # a rehearsal's trials replay curves: nothing was trained
+        return {}
+    defaults = sweep.settings.point()
+    wanted = {"tuned": best.params}
+    if sweep.options.default and defaults != best.params:  # else the tuned retrain serves the default too
+        wanted["default"] = defaults
     runs = {}
-    for role, params in (("tuned", best.params), ("default", defaults)):
+    for role, params in wanted.items():
         trial = next((r for r in records if r.params == params and r.state == TrialState.COMPLETED), None)
         # The seed the trials trained on: train.seed, unless the space searches it.
         seed = apply_params(sweep.settings, params).train.seed
-        if trial is None or seed not in sweep.seeds or sweep.settings.search.replay is not None:
+        if trial is None or seed not in sweep.seeds:
             continue
         state = finished_state(trial.path)
         if state is not None:
@@ -257,17 +262,7 @@ def _retrain(sweep: Sweep, records: list[TrialRecord], best: TrialRecord, traine
     for line in input_lines(info):
         print(f"[{name}] {line}", flush=True)
     print(f"[{name}] retraining the best configuration on seeds {sweep.seeds}", flush=True)
-    tuned, kept = retrain(
-        tuned_settings,
-        inputs,
-        info,
-        data.num_classes,
-        sweep.seeds,
-        sweep.cpus,
-        data.test.clean_texts,
-        folder.bundle,
-        trained.get("tuned"),
-    )
+    tuned, kept = _retrain_on_seeds(sweep, tuned_settings, inputs, info, trained.get("tuned"), folder.bundle)
     save_bundle(folder.bundle, tuned_settings, data, info, tuned)
     for split, predictions in kept.items():
         folder.write_predictions("tuned", split, predictions)
@@ -284,13 +279,36 @@ def _retrain(sweep: Sweep, records: list[TrialRecord], best: TrialRecord, traine
     return tuned, default, report
 
 
+def _retrain_on_seeds(
+    sweep: Sweep,
+    settings: Settings,
+    inputs: dict,
+    info: dict,
+    trained: TrialRun | None,
+    bundle: BundleDir | None = None,
+):
+    """search.sweep.retrain.retrain of one configuration on the sweep's seeds, data and CPUs."""
+    data = sweep.data
+    return retrain(
+        settings,
+        inputs,
+        info,
+        data.num_classes,
+        sweep.seeds,
+        sweep.cpus,
+        data.test.clean_texts,
+        bundle,
+        trained,
+    )
+
+
 def _retrain_default(
     sweep: Sweep, records, best: TrialRecord, tuned: Retrain, kept: dict, trained: TrialRun | None
 ) -> Retrain | Skipped:
     """The model's default configuration (the sweep's first trial) on the same seeds and test texts; when it
     cannot be (it failed in the search, or in its retrain), why not."""
     name, settings, data = sweep.name, sweep.settings, sweep.data
-    defaults = {k: settings.get(k) for k in settings.space}
+    defaults = settings.point()
     if best.params == defaults:
         print(f"[{name}] the best configuration is the default one: its retrain serves both", flush=True)
         result, predictions = tuned, kept
@@ -301,16 +319,7 @@ def _retrain_default(
         print(f"[{name}] retraining the default configuration, to say what the search bought", flush=True)
         inputs, info = model_inputs(settings, data, ("train", "val", "test"), sweep.options.cache_dir)
         try:
-            result, predictions = retrain(
-                settings,
-                inputs,
-                info,
-                data.num_classes,
-                sweep.seeds,
-                sweep.cpus,
-                data.test.clean_texts,
-                trained=trained,
-            )
+            result, predictions = _retrain_on_seeds(sweep, settings, inputs, info, trained)
         except UserError as err:
             print(f"[{name}] the default configuration could not be retrained: {err}", flush=True)
             return Skipped(str(err))

@@ -117,7 +117,7 @@ def sampler(settings: Settings) -> optuna.samplers.BaseSampler:
 
 
 def new_searcher(settings: Settings) -> PruneAwareOptunaSearch:
-    point = seed_point(settings.space, {key: settings.get(key) for key in settings.space})
+    point = seed_point(settings.space, settings.point())
     return PruneAwareOptunaSearch(
         space={key: rule.domain() for key, rule in settings.space.items()},
         metric=SEARCH_METRIC,

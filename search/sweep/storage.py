@@ -119,9 +119,8 @@ def tidy(experiment: str, trial_dirs: set[str]) -> None:
                 fs.delete_dir(trial.path)
                 orphans += 1
                 continue
-            for item in fs.get_file_info(pafs.FileSelector(trial.path)):
-                if item.type == pafs.FileType.Directory and item.base_name.startswith("checkpoint_"):
-                    fs.delete_dir(item.path)
+            for checkpoint in _checkpoints(fs, trial.path):
+                fs.delete_dir(checkpoint)
     except OSError as err:  # the results are safe; only disk space is at stake
         print(f"could not tidy finished trials under {experiment}: {err}")
     if orphans:
@@ -135,14 +134,19 @@ def last_checkpoint(trial_path: str) -> tuple[pafs.FileSystem, str] | None:
     none (tidied away, or never written)."""
     fs, path = filesystem(trial_path)
     try:
-        found = [
-            item.path
-            for item in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-            if item.type == pafs.FileType.Directory and item.base_name.startswith("checkpoint_")
-        ]
+        found = _checkpoints(fs, path)
     except OSError:
         return None
     return (fs, max(found)) if found else None  # checkpoint_000011: zero-padded, so the name orders them
+
+
+def _checkpoints(fs: pafs.FileSystem, trial_path: str) -> list[str]:
+    """The epoch checkpoint folders Ray keeps in a trial's folder (none where the folder is gone)."""
+    return [
+        item.path
+        for item in fs.get_file_info(pafs.FileSelector(trial_path, allow_not_found=True))
+        if item.type == pafs.FileType.Directory and item.base_name.startswith("checkpoint_")
+    ]
 
 
 def remove(location: str) -> None:
